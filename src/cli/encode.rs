@@ -1,0 +1,133 @@
+//! `tokenwave encode IN OUT`: audio file to `.tkw`.
+
+use std::io::{BufWriter, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::backend::Backend;
+use clap::Args;
+use indicatif::ProgressBar;
+use serde_json::json;
+use tokenwave::audio::AudioSource;
+use tokenwave::bitstream::{Header, TkwWriter, container};
+use tokenwave::Codec;
+
+use super::output::Output;
+use super::{Global, RateArgs, check_interrupt, load_codec, progress, report};
+
+/// Samples handed to the model at once when encoding files (2 s at 16 kHz): big enough to
+/// keep the model efficient, small enough to keep memory flat.
+const BATCH_SAMPLES: usize = 32_000;
+
+#[derive(Args)]
+pub struct EncodeArgs {
+    /// Input audio file, or `-` for stdin.
+    input: PathBuf,
+    /// Output .tkw file, or `-` for stdout.
+    output: PathBuf,
+    #[command(flatten)]
+    rate: RateArgs,
+}
+
+/// What one encode did.
+pub struct EncodeStats {
+    pub samples: u64,
+    pub bytes: u64,
+    pub source_rate: u32,
+    pub seconds_of_work: f64,
+}
+
+impl EncodeStats {
+    pub fn duration(&self, rate: u32) -> f64 {
+        self.samples as f64 / f64::from(rate)
+    }
+
+    pub fn real_kbps(&self, rate: u32) -> f64 {
+        self.bytes as f64 * 8.0 / self.duration(rate) / 1000.0
+    }
+}
+
+pub fn run<B: Backend>(args: &EncodeArgs, global: &Global, device: B::Device) -> Result<()> {
+    let codec = load_codec::<B>(global, device)?;
+    let stages = args.rate.stages(&codec)?;
+    let source = AudioSource::open(&args.input, codec.config().sample_rate)?;
+    let mut output = Output::create(&args.output)?;
+    let bar = progress(global, source.reader().declared_frames().map(|f| f as f64 / f64::from(source.reader().sample_rate())));
+    let stats = encode_to(&codec, source, stages, output.file(), &bar)
+        .with_context(|| format!("cannot encode {}", args.input.display()))?;
+    bar.finish_and_clear();
+    output.commit()?;
+    let rate = codec.config().sample_rate;
+    let seconds = stats.duration(rate);
+    report(
+        global,
+        args.output == Path::new("-"),
+        json!({
+            "input": args.input, "output": args.output, "seconds": seconds, "stages": stages,
+            "nominal_kbps": codec.config().bitrate(stages) / 1000.0, "bytes": stats.bytes,
+            "real_kbps": stats.real_kbps(rate), "rtf": stats.seconds_of_work / seconds,
+            "model_id": codec.model_id().to_string(),
+        }),
+        format!(
+            "encoded {:.2} s at {} stages: {} bytes, {:.3} kbps with container, {:.1}x real time",
+            seconds,
+            stages,
+            stats.bytes,
+            stats.real_kbps(rate),
+            seconds / stats.seconds_of_work
+        ),
+    );
+    Ok(())
+}
+
+/// Encodes all of `source` into a `.tkw` stream on `out`; a seekable `out` also gets the
+/// exact length in its header.
+pub fn encode_to<B: Backend, W: Write + Seek>(
+    codec: &Codec<B>,
+    mut source: AudioSource,
+    stages: usize,
+    out: W,
+    bar: &ProgressBar,
+) -> Result<EncodeStats> {
+    let started = Instant::now();
+    let config = codec.config();
+    let mut header = Header {
+        model_id: codec.model_id().0,
+        sample_rate: config.sample_rate,
+        hop: config.hop() as u32,
+        stages: stages as u8,
+        bits_per_code: config.bits_per_code() as u8,
+        source_rate: source.reader().sample_rate(),
+        original_samples: None,
+    };
+    let mut writer = TkwWriter::new(BufWriter::new(out), header.clone())?;
+    let mut encoder = codec.stream_encoder(stages)?;
+    let mut batch = Vec::with_capacity(BATCH_SAMPLES);
+    while let Some(piece) = source.next_chunk()? {
+        check_interrupt()?;
+        batch.extend_from_slice(&piece);
+        if batch.len() >= BATCH_SAMPLES {
+            writer.write(&encoder.push(&batch)?)?;
+            batch.clear();
+            bar.set_position(encoder.samples_in() / u64::from(config.sample_rate));
+        }
+    }
+    writer.write(&encoder.push(&batch)?)?;
+    let samples = encoder.samples_in();
+    if samples == 0 {
+        bail!("the input contains no audio samples");
+    }
+    writer.write(&encoder.flush())?;
+    let mut out = writer.finish(samples)?;
+    header.original_samples = Some(samples);
+    container::rewrite_header(&mut out, &header)?;
+    out.flush()?;
+    let bytes = out.stream_position()?;
+    Ok(EncodeStats {
+        samples,
+        bytes,
+        source_rate: header.source_rate,
+        seconds_of_work: started.elapsed().as_secs_f64(),
+    })
+}

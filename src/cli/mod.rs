@@ -1,0 +1,239 @@
+//! Subcommands, global options, and what they share: loading the model, picking the
+//! compute device, progress bars, Ctrl-C.
+
+mod decode;
+mod encode;
+mod info;
+mod init_model;
+mod output;
+mod roundtrip;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::backend::Backend;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use tokenwave::{Codec, Weights};
+
+/// Set by the Ctrl-C handler; long loops check it and stop cleanly.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Exit status after Ctrl-C, as shells expect (128 + SIGINT).
+const EXIT_INTERRUPTED: u8 = 130;
+
+#[derive(Parser)]
+#[command(name = "tokenwave", version, about = "A streaming neural audio codec", propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every subcommand takes.
+#[derive(Args, Clone)]
+pub struct Global {
+    /// Model weights (safetensors) instead of the embedded default model.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub model: Option<PathBuf>,
+    /// Compute device.
+    #[arg(long, global = true, value_enum, default_value_t = DeviceKind::Cpu)]
+    pub device: DeviceKind,
+    /// CPU threads for the model (default: all cores).
+    #[arg(long, global = true, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Print statistics as one JSON object on stdout (stderr when stdout carries data).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// No progress bar and no summary.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+}
+
+/// Where the model runs.
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+pub enum DeviceKind {
+    /// burn's pure-Rust CPU backend.
+    Cpu,
+    /// An NVIDIA GPU (needs a build with `--features cuda`).
+    Cuda,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compress an audio file (WAV, FLAC, MP3, Ogg Vorbis; any rate and channels) to .tkw.
+    Encode(encode::EncodeArgs),
+    /// Decode a .tkw file to WAV.
+    Decode(decode::DecodeArgs),
+    /// Describe a .tkw file: header, duration, real bitrate, model id.
+    Info(info::InfoArgs),
+    /// Encode and decode in one go; prints the bitrate and the real-time factor.
+    Roundtrip(roundtrip::RoundtripArgs),
+    /// Write freshly initialised (untrained) weights, e.g. to start training from scratch.
+    InitModel(init_model::InitModelArgs),
+}
+
+/// Runs the command line and turns any error into one line on stderr and a non-zero exit.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst)) {
+        eprintln!("tokenwave: warning: Ctrl-C will not stop cleanly: {e}");
+    }
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if interrupted() => {
+            eprintln!("tokenwave: interrupted; no output was written ({e:#})");
+            ExitCode::from(EXIT_INTERRUPTED)
+        }
+        Err(e) => {
+            eprintln!("tokenwave: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    if let Some(threads) = cli.global.threads {
+        if threads == 0 {
+            bail!("--threads must be at least 1");
+        }
+        rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().context("cannot set up threads")?;
+    }
+    match cli.command {
+        Command::InitModel(args) => init_model::run(&args),
+        Command::Info(args) => info::run(&args, &cli.global),
+        command => match cli.global.device {
+            DeviceKind::Cpu => dispatch::<tokenwave::CpuBackend>(command, &cli.global, Default::default()),
+            DeviceKind::Cuda => run_cuda(command, &cli.global),
+        },
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn run_cuda(command: Command, global: &Global) -> Result<()> {
+    let device = cuda_device()?;
+    dispatch::<tokenwave::CudaBackend>(command, global, device)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn run_cuda(_: Command, _: &Global) -> Result<()> {
+    bail!("this tokenwave was built without CUDA support; rebuild with `cargo build --release --features cuda`")
+}
+
+/// The first CUDA device, after checking that a tiny kernel really runs there: burn-cuda
+/// panics without a driver, and a user deserves a sentence instead.
+#[cfg(feature = "cuda")]
+fn cuda_device() -> Result<<tokenwave::CudaBackend as Backend>::Device> {
+    let device: <tokenwave::CudaBackend as Backend>::Device = Default::default();
+    let probe_device = device.clone();
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let works = std::panic::catch_unwind(move || {
+        let t = burn::tensor::Tensor::<tokenwave::CudaBackend, 1>::ones([4], &probe_device);
+        t.sum().into_scalar()
+    });
+    std::panic::set_hook(hook);
+    match works {
+        Ok(_) => Ok(device),
+        Err(_) => bail!("no usable CUDA GPU (driver or device missing); run without --device cuda to use the CPU"),
+    }
+}
+
+fn dispatch<B: Backend>(command: Command, global: &Global, device: B::Device) -> Result<()> {
+    match command {
+        Command::Encode(args) => encode::run::<B>(&args, global, device),
+        Command::Decode(args) => decode::run::<B>(&args, global, device),
+        Command::Roundtrip(args) => roundtrip::run::<B>(&args, global, device),
+        Command::Info(_) | Command::InitModel(_) => unreachable!("handled before choosing a device"),
+    }
+}
+
+/// The weights named by `--model`, or the embedded default.
+pub fn load_weights(global: &Global) -> Result<Weights> {
+    Ok(match &global.model {
+        Some(path) => Weights::from_file(path)?,
+        None => Weights::embedded().context("the embedded model is unusable")?,
+    })
+}
+
+/// The codec on `device`.
+pub fn load_codec<B: Backend>(global: &Global, device: B::Device) -> Result<Codec<B>> {
+    Ok(Codec::new(&load_weights(global)?, device)?)
+}
+
+/// Fails with [`tokenwave::Error::Interrupted`] once Ctrl-C was pressed.
+pub fn check_interrupt() -> Result<()> {
+    if interrupted() {
+        return Err(tokenwave::Error::Interrupted.into());
+    }
+    Ok(())
+}
+
+fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// Bitrate choice shared by encode and roundtrip.
+#[derive(Args, Clone)]
+#[group(multiple = false)]
+pub struct RateArgs {
+    /// Target bitrate in kbps (0.5 per quantizer stage with the default model).
+    #[arg(long, value_name = "KBPS")]
+    pub kbps: Option<f64>,
+    /// Number of quantizer stages (codebooks) to use.
+    #[arg(long, value_name = "N")]
+    pub codebooks: Option<usize>,
+}
+
+/// Default bitrate: 6 stages, 3 kbps with the default model.
+const DEFAULT_STAGES: usize = 6;
+
+impl RateArgs {
+    /// Stages the user asked for.
+    pub fn stages<B: Backend>(&self, codec: &Codec<B>) -> Result<usize> {
+        Ok(match (self.kbps, self.codebooks) {
+            (Some(kbps), _) => codec.stages_for_kbps(kbps)?,
+            (None, Some(n)) => {
+                codec.check_stages(n)?;
+                n
+            }
+            (None, None) => DEFAULT_STAGES.min(codec.config().max_stages),
+        })
+    }
+}
+
+/// A progress bar on a terminal, nothing otherwise; `total` in seconds of audio if known.
+pub fn progress(global: &Global, total_seconds: Option<f64>) -> ProgressBar {
+    if global.quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = match total_seconds {
+        Some(total) => ProgressBar::new(total.ceil() as u64).with_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} s of audio  {elapsed} < {eta}")
+                .expect("valid template"),
+        ),
+        None => ProgressBar::new_spinner()
+            .with_style(ProgressStyle::with_template("{spinner} {pos} s of audio  {elapsed}").expect("valid template")),
+    };
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// Prints a summary: JSON when `--json`, a human line otherwise, nothing when `--quiet`.
+/// `stdout_busy` sends it to stderr because stdout carries the data.
+pub fn report(global: &Global, stdout_busy: bool, json: serde_json::Value, human: String) {
+    if global.json {
+        if stdout_busy {
+            eprintln!("{json}");
+        } else {
+            println!("{json}");
+        }
+    } else if !global.quiet {
+        eprintln!("{human}");
+    }
+}

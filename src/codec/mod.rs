@@ -1,0 +1,100 @@
+//! The codec: a loaded model plus the frame logic around it, for whole signals and streams.
+
+mod stream;
+
+use std::sync::Arc;
+
+use burn::tensor::backend::Backend;
+
+pub use stream::{StreamDecoder, StreamEncoder};
+
+use crate::codes::Codes;
+use crate::error::{Error, Result};
+use crate::model::{Model, ModelConfig, ModelId, Weights};
+
+/// Frames the offline path hands to the model at once: bounds memory for any input length.
+const OFFLINE_CHUNK_FRAMES: usize = 500;
+
+/// A model ready to encode and decode, on one device.
+#[derive(Clone)]
+pub struct Codec<B: Backend> {
+    model: Arc<Model<B>>,
+    config: ModelConfig,
+    id: ModelId,
+    device: B::Device,
+}
+
+impl<B: Backend> Codec<B> {
+    /// Builds the network from `weights` on `device`.
+    pub fn new(weights: &Weights, device: B::Device) -> Result<Self> {
+        let model = weights.build::<B>(&device)?;
+        Ok(Self { model: Arc::new(model), config: weights.config().clone(), id: weights.id(), device })
+    }
+
+    /// The model's sizes.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// The id written into every stream this codec makes.
+    pub fn model_id(&self) -> ModelId {
+        self.id
+    }
+
+    /// Checks that `stages` is usable with this model.
+    pub fn check_stages(&self, stages: usize) -> Result<()> {
+        if stages == 0 || stages > self.config.max_stages {
+            return Err(Error::InvalidArgument(format!(
+                "this model has 1 to {} quantizer stages ({} to {} kbps); {stages} were asked for",
+                self.config.max_stages,
+                self.config.bitrate(1) / 1000.0,
+                self.config.bitrate(self.config.max_stages) / 1000.0
+            )));
+        }
+        Ok(())
+    }
+
+    /// Stages needed for `kbps` of raw codes (rounded to the nearest stage, at least one).
+    pub fn stages_for_kbps(&self, kbps: f64) -> Result<usize> {
+        let per_stage = self.config.bitrate(1) / 1000.0;
+        if !kbps.is_finite() || kbps <= 0.0 {
+            return Err(Error::InvalidArgument(format!("bitrate must be positive, not {kbps}")));
+        }
+        let stages = (kbps / per_stage).round().max(1.0) as usize;
+        self.check_stages(stages)?;
+        Ok(stages)
+    }
+
+    /// A streaming encoder emitting `stages` codes per frame.
+    pub fn stream_encoder(&self, stages: usize) -> Result<StreamEncoder<B>> {
+        self.check_stages(stages)?;
+        Ok(StreamEncoder::new(self.model.clone(), &self.config, stages, self.device.clone()))
+    }
+
+    /// A streaming decoder.
+    pub fn stream_decoder(&self) -> StreamDecoder<B> {
+        StreamDecoder::new(self.model.clone(), &self.config, self.device.clone())
+    }
+
+    /// Encodes a whole signal at the model rate (the last frame padded with silence).
+    pub fn encode(&self, samples: &[f32], stages: usize) -> Result<Codes> {
+        let mut encoder = self.stream_encoder(stages)?;
+        let mut codes = Codes::empty(stages);
+        for piece in samples.chunks(OFFLINE_CHUNK_FRAMES * self.config.hop()) {
+            codes.extend(&encoder.push(piece)?)?;
+        }
+        codes.extend(&encoder.flush())?;
+        Ok(codes)
+    }
+
+    /// Decodes whole codes to `frames * hop` samples at the model rate.
+    pub fn decode(&self, codes: &Codes) -> Result<Vec<f32>> {
+        let mut decoder = self.stream_decoder();
+        let mut samples = Vec::with_capacity(codes.frames() * self.config.hop());
+        for start in (0..codes.frames()).step_by(OFFLINE_CHUNK_FRAMES) {
+            let count = OFFLINE_CHUNK_FRAMES.min(codes.frames() - start);
+            samples.extend(decoder.push(&codes.slice_frames(start, count))?);
+        }
+        Ok(samples)
+    }
+}

@@ -1,0 +1,142 @@
+//! Model hyper-parameters. Saved inside every weights file so a checkpoint always
+//! rebuilds the network it was trained with.
+
+use serde::{Deserialize, Serialize};
+
+/// Every size of the network. The defaults are the shipped 16 kHz speech model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Sample rate the model works at, in Hz.
+    pub sample_rate: u32,
+    /// Channels of the first (full-rate) encoder conv; doubled at every downsampling stage.
+    pub encoder_channels: usize,
+    /// Downsampling factor of each encoder stage; their product is the hop (samples per frame).
+    pub strides: Vec<usize>,
+    /// Dilations of the residual units run before each downsampling conv.
+    pub residual_dilations: Vec<usize>,
+    /// Width of the latent vector the quantizer sees, one per frame.
+    pub latent_dim: usize,
+    /// Entries per codebook; a power of two so each code fills a whole number of bits.
+    pub codebook_size: usize,
+    /// Number of residual quantizer stages the model was trained with.
+    pub max_stages: usize,
+    /// The frame-rate decoder.
+    pub decoder: DecoderConfig,
+}
+
+/// A ConvNeXt stack at frame rate with an inverse-FFT head (Vocos-style): the network never
+/// runs at the sample rate, which keeps both training and decoding cheap.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecoderConfig {
+    /// Channels of the ConvNeXt blocks.
+    pub dim: usize,
+    /// Hidden width of each block's pointwise MLP.
+    pub hidden: usize,
+    /// Number of ConvNeXt blocks.
+    pub blocks: usize,
+    /// Kernel of the causal depthwise convs, in frames.
+    pub kernel: usize,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            sample_rate: 16_000,
+            encoder_channels: 16,
+            strides: vec![2, 4, 5, 8],
+            residual_dilations: vec![1],
+            latent_dim: 128,
+            codebook_size: 1024,
+            max_stages: 12,
+            decoder: DecoderConfig { dim: 256, hidden: 768, blocks: 6, kernel: 7 },
+        }
+    }
+}
+
+impl ModelConfig {
+    /// Samples per frame.
+    pub fn hop(&self) -> usize {
+        self.strides.iter().product()
+    }
+
+    /// Frames per second (may be fractional for odd rates).
+    pub fn frame_rate(&self) -> f64 {
+        f64::from(self.sample_rate) / self.hop() as f64
+    }
+
+    /// Bits that one code takes in the packed stream.
+    pub fn bits_per_code(&self) -> u32 {
+        self.codebook_size.trailing_zeros()
+    }
+
+    /// Bitrate of the raw codes (no container) with `stages` quantizer stages.
+    pub fn bitrate(&self, stages: usize) -> f64 {
+        self.frame_rate() * (stages as u32 * self.bits_per_code()) as f64
+    }
+
+    /// FFT size of the decoder head: two hops, so Hann windows at 50 % overlap sum to one.
+    pub fn n_fft(&self) -> usize {
+        2 * self.hop()
+    }
+
+    /// Checks that the sizes describe a network we can build; the message names the bad field.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("sample_rate", self.sample_rate as usize),
+            ("encoder_channels", self.encoder_channels),
+            ("latent_dim", self.latent_dim),
+            ("max_stages", self.max_stages),
+            ("decoder.dim", self.decoder.dim),
+            ("decoder.hidden", self.decoder.hidden),
+            ("decoder.kernel", self.decoder.kernel),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(format!("{name} must be positive"));
+            }
+        }
+        if self.strides.is_empty() || self.strides.iter().any(|&s| s == 0) {
+            return Err("strides must be a non-empty list of positive integers".into());
+        }
+        if self.residual_dilations.iter().any(|&d| d == 0) {
+            return Err("residual_dilations must be positive".into());
+        }
+        if !self.codebook_size.is_power_of_two() || !(2..=65_536).contains(&self.codebook_size) {
+            return Err("codebook_size must be a power of two between 2 and 65536".into());
+        }
+        if self.max_stages > 32 {
+            return Err("max_stages must be at most 32".into());
+        }
+        if self.hop() > 8192 || self.encoder_channels << self.strides.len() > 8192 {
+            return Err("strides or encoder_channels are implausibly large".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_model_is_50_frames_per_second_at_half_a_kbps_per_stage() {
+        let config = ModelConfig::default();
+        assert_eq!(config.hop(), 320);
+        assert_eq!(config.frame_rate(), 50.0);
+        assert_eq!(config.bits_per_code(), 10);
+        assert_eq!(config.bitrate(1), 500.0);
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn validate_names_the_bad_field() {
+        let mut config = ModelConfig::default();
+        config.codebook_size = 1000;
+        assert!(config.validate().unwrap_err().contains("codebook_size"));
+        let mut config = ModelConfig::default();
+        config.strides = vec![];
+        assert!(config.validate().unwrap_err().contains("strides"));
+    }
+}

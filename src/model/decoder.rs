@@ -1,0 +1,144 @@
+//! Frame-rate decoder: causal ConvNeXt blocks, then a head that predicts one short
+//! spectrum per frame, turned into samples by a fixed inverse DFT and overlap-add.
+//! Nothing runs at the sample rate except that last matrix product.
+
+use std::f64::consts::PI;
+
+use burn::module::{Module, Param};
+use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::activation::gelu;
+use burn::tensor::{Tensor, TensorData, backend::Backend};
+
+use super::config::ModelConfig;
+use super::conv::{CausalConv1d, ConvState, DepthwiseConv1d, Streaming};
+
+/// Log-magnitudes are clamped here before `exp`, so an untrained head cannot overflow.
+const MAX_LOG_MAGNITUDE: f64 = 6.0;
+
+/// Depthwise causal conv, LayerNorm, pointwise MLP, layer scale, residual.
+#[derive(Module, Debug)]
+pub struct ConvNextBlock<B: Backend> {
+    depthwise: DepthwiseConv1d<B>,
+    norm: LayerNorm<B>,
+    expand: Linear<B>,
+    project: Linear<B>,
+    scale: Param<Tensor<B, 1>>,
+}
+
+impl<B: Backend> ConvNextBlock<B> {
+    fn new(dim: usize, hidden: usize, kernel: usize, device: &B::Device) -> Self {
+        Self {
+            depthwise: DepthwiseConv1d::new(dim, kernel, device),
+            norm: LayerNormConfig::new(dim).init(device),
+            expand: LinearConfig::new(dim, hidden).init(device),
+            project: LinearConfig::new(hidden, dim).init(device),
+            scale: Param::from_tensor(Tensor::full([dim], 0.1, device)),
+        }
+    }
+}
+
+impl<B: Backend> Streaming<B> for ConvNextBlock<B> {
+    type State = ConvState<B>;
+
+    fn init_state(&self, batch: usize, device: &B::Device) -> Self::State {
+        self.depthwise.init_state(batch, device)
+    }
+
+    fn step(&self, input: Tensor<B, 3>, state: &mut Self::State) -> Tensor<B, 3> {
+        let x = self.depthwise.step(input.clone(), state);
+        let x = self.project.forward(gelu(self.expand.forward(self.norm.forward(x))));
+        input + x * self.scale.val().unsqueeze::<3>()
+    }
+}
+
+/// The whole decoder: latents `[batch, frames, latent_dim]` to samples
+/// `[batch, frames * hop, 1]`.
+#[derive(Module, Debug)]
+pub struct Decoder<B: Backend> {
+    input: CausalConv1d<B>,
+    blocks: Vec<ConvNextBlock<B>>,
+    norm: LayerNorm<B>,
+    head: Linear<B>,
+    /// Inverse real DFT times a Hann window, `[2 * bins, 2 * hop]`; derived, never stored.
+    synthesis: Tensor<B, 2>,
+    hop: usize,
+}
+
+/// State of the whole [`Decoder`]: conv contexts and the second half of the last frame.
+#[derive(Debug, Clone)]
+pub struct DecoderState<B: Backend> {
+    input: ConvState<B>,
+    blocks: Vec<ConvState<B>>,
+    overlap: Tensor<B, 3>,
+}
+
+impl<B: Backend> Decoder<B> {
+    /// A freshly initialised decoder for `config`.
+    pub fn new(config: &ModelConfig, device: &B::Device) -> Self {
+        let c = &config.decoder;
+        let n_fft = config.n_fft();
+        let bins = n_fft / 2 + 1;
+        Self {
+            input: CausalConv1d::new(config.latent_dim, c.dim, c.kernel, 1, 1, device),
+            blocks: (0..c.blocks).map(|_| ConvNextBlock::new(c.dim, c.hidden, c.kernel, device)).collect(),
+            norm: LayerNormConfig::new(c.dim).init(device),
+            head: LinearConfig::new(c.dim, 2 * bins).init(device),
+            synthesis: synthesis_basis(n_fft, device),
+            hop: config.hop(),
+        }
+    }
+}
+
+/// Rows `0..bins` turn real parts into windowed samples, rows `bins..` imaginary parts.
+fn synthesis_basis<B: Backend>(n_fft: usize, device: &B::Device) -> Tensor<B, 2> {
+    let bins = n_fft / 2 + 1;
+    let n = n_fft as f64;
+    let mut basis = vec![0f32; 2 * bins * n_fft];
+    for k in 0..bins {
+        let weight = if k == 0 || k == bins - 1 { 1.0 } else { 2.0 };
+        for t in 0..n_fft {
+            let window = 0.5 - 0.5 * (2.0 * PI * t as f64 / n).cos();
+            let angle = 2.0 * PI * ((k * t) % n_fft) as f64 / n;
+            basis[k * n_fft + t] = (window * weight * angle.cos() / n) as f32;
+            basis[(bins + k) * n_fft + t] = (-window * weight * angle.sin() / n) as f32;
+        }
+    }
+    Tensor::from_data(TensorData::new(basis, [2 * bins, n_fft]), device)
+}
+
+impl<B: Backend> Streaming<B> for Decoder<B> {
+    type State = DecoderState<B>;
+
+    fn init_state(&self, batch: usize, device: &B::Device) -> Self::State {
+        DecoderState {
+            input: self.input.init_state(batch, device),
+            blocks: self.blocks.iter().map(|b| b.init_state(batch, device)).collect(),
+            overlap: Tensor::zeros([batch, 1, self.hop], device),
+        }
+    }
+
+    fn step(&self, latents: Tensor<B, 3>, state: &mut Self::State) -> Tensor<B, 3> {
+        let mut x = self.input.step(latents, &mut state.input);
+        for (block, block_state) in self.blocks.iter().zip(&mut state.blocks) {
+            x = block.step(x, block_state);
+        }
+        let [batch, frames, _] = x.dims();
+        let spectrum = self.head.forward(self.norm.forward(x));
+        let bins = spectrum.dims()[2] / 2;
+        let magnitude = spectrum.clone().narrow(2, 0, bins).clamp_max(MAX_LOG_MAGNITUDE).exp();
+        let phase = spectrum.narrow(2, bins, bins);
+        let real = magnitude.clone() * phase.clone().cos();
+        let imaginary = magnitude * phase.sin();
+        let rows = Tensor::cat(vec![real, imaginary], 2).reshape([batch * frames, 2 * bins]);
+        let windows = rows.matmul(self.synthesis.clone()).reshape([batch, frames, 2 * self.hop]);
+        let heads = windows.clone().narrow(2, 0, self.hop);
+        let tails = windows.narrow(2, self.hop, self.hop);
+        let previous = if frames == 1 {
+            state.overlap.clone()
+        } else {
+            Tensor::cat(vec![state.overlap.clone(), tails.clone().narrow(1, 0, frames - 1)], 1)
+        };
+        state.overlap = tails.narrow(1, frames - 1, 1);
+        (heads + previous).reshape([batch, frames * self.hop, 1])
+    }
+}
