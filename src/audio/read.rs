@@ -5,7 +5,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use symphonia::core::audio::SampleBuffer;
-use symphonia::core::codecs::{CODEC_TYPE_NULL, Decoder, DecoderOptions};
+use symphonia::core::codecs::{CODEC_TYPE_MP1, CODEC_TYPE_MP2, CODEC_TYPE_MP3, CODEC_TYPE_NULL, CODEC_TYPE_VORBIS, Decoder, DecoderOptions};
 use symphonia::core::errors::Error as SymphoniaError;
 use symphonia::core::formats::{FormatOptions, FormatReader};
 use symphonia::core::io::{MediaSourceStream, ReadOnlySource};
@@ -24,6 +24,9 @@ pub struct AudioReader {
     sample_rate: u32,
     channels: usize,
     declared_frames: Option<u64>,
+    /// Lossy codecs' declared lengths include encoder padding, so only lossless ones are
+    /// held to theirs when checking for truncation.
+    exact_length: bool,
     frames_read: u64,
     buffer: Option<SampleBuffer<f32>>,
 }
@@ -61,10 +64,13 @@ impl AudioReader {
     fn from_stream(stream: MediaSourceStream, hint: Hint, path: &Path) -> Result<Self> {
         let bad = |reason: String| Error::Audio { path: path.to_path_buf(), reason };
         let probed = symphonia::default::get_probe()
-            .format(&hint, stream, &FormatOptions::default(), &MetadataOptions::default())
+            .format(&hint, stream, &FormatOptions { enable_gapless: true, ..Default::default() }, &MetadataOptions::default())
             .map_err(|e| match e {
                 SymphoniaError::IoError(ref io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
                     bad("the file is empty or too short to be audio".into())
+                }
+                SymphoniaError::Unsupported(what) if !what.contains("no suitable format reader") => {
+                    bad(format!("uses an audio encoding that is not supported ({what}); convert it to PCM WAV or FLAC first"))
                 }
                 _ => bad("not a recognised audio format (tokenwave reads WAV, FLAC, MP3 and Ogg Vorbis)".into()),
             })?;
@@ -94,6 +100,7 @@ impl AudioReader {
             sample_rate,
             channels,
             declared_frames: params.n_frames,
+            exact_length: ![CODEC_TYPE_MP1, CODEC_TYPE_MP2, CODEC_TYPE_MP3, CODEC_TYPE_VORBIS].contains(&params.codec),
             frames_read: 0,
             buffer: None,
         })
@@ -149,7 +156,13 @@ impl AudioReader {
             };
             buffer.copy_interleaved_ref(decoded);
             let channels = spec.channels.count().max(1);
-            let mono = downmix(buffer.samples(), channels);
+            // Gapless trimming (encoder delay and padding, e.g. in LAME MP3s).
+            let start = (packet.trim_start as usize).min(frames);
+            let end = frames.saturating_sub(packet.trim_end as usize).max(start);
+            let mono = downmix(&buffer.samples()[start * channels..end * channels], channels);
+            if mono.is_empty() {
+                continue;
+            }
             if let Some(bad) = mono.iter().position(|s| !s.is_finite()) {
                 let at = self.frames_read + bad as u64;
                 return Err(self.bad(format!("sample {at} is not a finite number (NaN or infinity); the file is corrupt")));
@@ -161,7 +174,7 @@ impl AudioReader {
 
     fn check_complete(&self) -> Result<()> {
         match self.declared_frames {
-            Some(declared) if self.frames_read < declared => Err(self.bad(format!(
+            Some(declared) if self.exact_length && self.frames_read < declared => Err(self.bad(format!(
                 "truncated: the header declares {declared} samples but the data ends after {}",
                 self.frames_read
             ))),

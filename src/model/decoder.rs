@@ -6,7 +6,7 @@ use std::f64::consts::PI;
 
 use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::gelu;
+use burn::tensor::activation::relu;
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 
 use super::config::ModelConfig;
@@ -15,7 +15,8 @@ use super::conv::{CausalConv1d, ConvState, DepthwiseConv1d, Streaming};
 /// Log-magnitudes are clamped here before `exp`, so an untrained head cannot overflow.
 const MAX_LOG_MAGNITUDE: f64 = 6.0;
 
-/// Depthwise causal conv, LayerNorm, pointwise MLP, layer scale, residual.
+/// Depthwise causal conv, LayerNorm, pointwise MLP, layer scale, residual. ReLU rather than
+/// ConvNeXt's GELU: GELU's `erf` cost 60x a ReLU on flex, 15 % of decode time.
 #[derive(Module, Debug)]
 pub struct ConvNextBlock<B: Backend> {
     depthwise: DepthwiseConv1d<B>,
@@ -46,7 +47,7 @@ impl<B: Backend> Streaming<B> for ConvNextBlock<B> {
 
     fn step(&self, input: Tensor<B, 3>, state: &mut Self::State) -> Tensor<B, 3> {
         let x = self.depthwise.step(input.clone(), state);
-        let x = self.project.forward(gelu(self.expand.forward(self.norm.forward(x))));
+        let x = self.project.forward(relu(self.expand.forward(self.norm.forward(x))));
         input + x * self.scale.val().unsqueeze::<3>()
     }
 }

@@ -36,7 +36,7 @@ impl<B: Backend> Rvq<B> {
     /// Index of the nearest codeword for each row of `residual` `[rows, dim]`.
     pub fn nearest(codebook: &Tensor<B, 2>, residual: &Tensor<B, 2>) -> Tensor<B, 1, Int> {
         let rows = residual.dims()[0];
-        let norms = codebook.clone().powf_scalar(2.0).sum_dim(1).reshape([1, codebook.dims()[0]]);
+        let norms = (codebook.clone() * codebook.clone()).sum_dim(1).reshape([1, codebook.dims()[0]]);
         let scores = norms - residual.clone().matmul(codebook.clone().transpose()).mul_scalar(2.0);
         scores.argmin(1).reshape([rows])
     }
