@@ -18,10 +18,15 @@ fn valid_stream(frames: usize, stages: u8, bits: u8) -> Vec<u8> {
         original_samples: Some(frames as u64 * 320),
     };
     let mask = (1u32 << bits) - 1;
-    let data = (0..frames * stages as usize).map(|i| (i as u32 * 2654435761 & mask) as u16).collect();
+    let data = (0..frames * stages as usize).map(|i| ((i as u32).wrapping_mul(2_654_435_761) & mask) as u16).collect();
     let mut writer = TkwWriter::new(Vec::new(), header).unwrap();
     writer.write(&Codes::from_frame_major(stages as usize, data).unwrap()).unwrap();
     writer.finish(frames as u64 * 320).unwrap()
+}
+
+/// Cases per property: 2000 in the test suite, `PROPTEST_CASES` for a long fuzzing run.
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000)
 }
 
 fn drain(bytes: &[u8], skip: bool) {
@@ -32,7 +37,7 @@ fn drain(bytes: &[u8], skip: bool) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn mutated_streams_never_panic(
