@@ -7,6 +7,7 @@ mod info;
 mod init_model;
 mod output;
 mod roundtrip;
+mod train;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -21,7 +22,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokenwave::{Codec, Weights};
 
 /// Set by the Ctrl-C handler; long loops check it and stop cleanly.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+pub(crate) static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// Exit status after Ctrl-C, as shells expect (128 + SIGINT).
 const EXIT_INTERRUPTED: u8 = 130;
@@ -76,6 +77,8 @@ enum Command {
     Roundtrip(roundtrip::RoundtripArgs),
     /// Write freshly initialised (untrained) weights, e.g. to start training from scratch.
     InitModel(init_model::InitModelArgs),
+    /// Train a model on directories of audio; resumable with --resume.
+    Train(train::TrainArgs),
 }
 
 /// Runs the command line and turns any error into one line on stderr and a non-zero exit.
@@ -86,7 +89,7 @@ pub fn main() -> ExitCode {
     }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if interrupted() => {
+        Err(e) if interrupted() && e.downcast_ref::<tokenwave::Error>().is_some_and(|e| matches!(e, tokenwave::Error::Interrupted)) => {
             eprintln!("tokenwave: interrupted; no output was written ({e:#})");
             ExitCode::from(EXIT_INTERRUPTED)
         }
@@ -107,6 +110,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::InitModel(args) => init_model::run(&args),
         Command::Info(args) => info::run(&args, &cli.global),
+        Command::Train(args) => train::run(&args, &cli.global),
         command => match cli.global.device {
             DeviceKind::Cpu => dispatch::<tokenwave::CpuBackend>(command, &cli.global, Default::default()),
             DeviceKind::Cuda => run_cuda(command, &cli.global),
@@ -128,8 +132,8 @@ fn run_cuda(_: Command, _: &Global) -> Result<()> {
 /// The first CUDA device, after checking that a tiny kernel really runs there: burn-cuda
 /// panics without a driver, and a user deserves a sentence instead.
 #[cfg(feature = "cuda")]
-fn cuda_device() -> Result<<tokenwave::CudaBackend as Backend>::Device> {
-    let device: <tokenwave::CudaBackend as Backend>::Device = Default::default();
+pub(crate) fn cuda_device() -> Result<burn::tensor::Device<tokenwave::CudaBackend>> {
+    let device: burn::tensor::Device<tokenwave::CudaBackend> = Default::default();
     let probe_device = device.clone();
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
@@ -149,7 +153,7 @@ fn dispatch<B: Backend>(command: Command, global: &Global, device: B::Device) ->
         Command::Encode(args) => encode::run::<B>(&args, global, device),
         Command::Decode(args) => decode::run::<B>(&args, global, device),
         Command::Roundtrip(args) => roundtrip::run::<B>(&args, global, device),
-        Command::Info(_) | Command::InitModel(_) => unreachable!("handled before choosing a device"),
+        Command::Info(_) | Command::InitModel(_) | Command::Train(_) => unreachable!("handled before choosing a device"),
     }
 }
 

@@ -8,6 +8,19 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use tempfile::NamedTempFile;
 
+/// A temporary file in `dir` that will have the usual permissions (0666 less the umask) once
+/// renamed, not the owner-only mode temporary files get by default.
+fn new_temp(dir: &Path) -> std::io::Result<NamedTempFile> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".tokenwave-");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    builder.tempfile_in(dir)
+}
+
 /// A destination being written; dropped without [`Output::commit`], it leaves nothing behind.
 pub struct Output {
     temp: NamedTempFile,
@@ -19,7 +32,7 @@ impl Output {
     /// Prepares `path` (`-` for standard output), failing early if it cannot be written.
     pub fn create(path: &Path) -> Result<Self> {
         if path == Path::new("-") {
-            let temp = NamedTempFile::new().context("cannot create a temporary file for standard output")?;
+            let temp = new_temp(&std::env::temp_dir()).context("cannot create a temporary file for standard output")?;
             return Ok(Self { temp, path: None });
         }
         if path.is_dir() {
@@ -32,8 +45,7 @@ impl Output {
         if !parent.is_dir() {
             bail!("cannot write {}: directory {} does not exist", path.display(), parent.display());
         }
-        let temp = NamedTempFile::new_in(parent)
-            .with_context(|| format!("cannot create a file in {}", parent.display()))?;
+        let temp = new_temp(parent).with_context(|| format!("cannot create a file in {}", parent.display()))?;
         Ok(Self { temp, path: Some(path.to_path_buf()) })
     }
 

@@ -1,0 +1,124 @@
+//! `tokenwave train`: trains a model on a directory of audio, resumably.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use burn::backend::Autodiff;
+use burn::tensor::backend::Backend;
+use clap::Args;
+use tokenwave::ModelConfig;
+use tokenwave::train::{Event, TrainOptions, train};
+
+use super::{DeviceKind, Global, INTERRUPTED};
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Directories searched recursively for audio (WAV, FLAC, Ogg Vorbis, MP3).
+    #[arg(long, required = true, num_args = 1.., value_name = "DIR")]
+    data: Vec<PathBuf>,
+    /// Run directory: corpus cache, checkpoints, metrics.jsonl, model.safetensors.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Model config (JSON) for a new run; default: the standard 16 kHz speech model.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Continue the run in --out from its last checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// Stop after this many steps in total (also the length of the learning-rate schedule).
+    #[arg(long, default_value_t = 200_000)]
+    steps: u64,
+    /// Crops per batch.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Crop length in milliseconds (rounded up to a whole number of frames).
+    #[arg(long, default_value_t = 800)]
+    crop_ms: u32,
+    /// Peak learning rate (AdamW; linear warmup, cosine decay to a tenth).
+    #[arg(long, default_value_t = 8e-4)]
+    lr: f64,
+    /// Seed of a new run.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Minutes between checkpoints.
+    #[arg(long, default_value_t = 5.0)]
+    checkpoint_minutes: f64,
+}
+
+pub fn run(args: &TrainArgs, global: &Global) -> Result<()> {
+    let config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            serde_json::from_str::<ModelConfig>(&text).with_context(|| format!("{} is not a valid model config", path.display()))?
+        }
+        None => ModelConfig::default(),
+    };
+    if args.batch == 0 || args.crop_ms == 0 {
+        bail!("--batch and --crop-ms must be positive");
+    }
+    let options = TrainOptions {
+        data: args.data.clone(),
+        out: args.out.clone(),
+        crop: (config.sample_rate as u64 * u64::from(args.crop_ms) / 1000) as usize,
+        config,
+        resume: args.resume,
+        steps: args.steps,
+        batch: args.batch,
+        learning_rate: args.lr,
+        seed: args.seed,
+        checkpoint_minutes: args.checkpoint_minutes,
+    };
+    match global.device {
+        DeviceKind::Cpu => run_on::<Autodiff<tokenwave::CpuBackend>>(&options, global, Default::default()),
+        DeviceKind::Cuda => run_cuda(&options, global),
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn run_cuda(options: &TrainOptions, global: &Global) -> Result<()> {
+    run_on::<Autodiff<tokenwave::CudaBackend>>(options, global, super::cuda_device()?)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn run_cuda(_: &TrainOptions, _: &Global) -> Result<()> {
+    bail!("this tokenwave was built without CUDA support; rebuild with `cargo build --release --features cuda`")
+}
+
+fn run_on<B: burn::tensor::backend::AutodiffBackend>(options: &TrainOptions, global: &Global, device: B::Device) -> Result<()>
+where
+    B::InnerBackend: Backend,
+{
+    let quiet = global.quiet;
+    let steps = options.steps;
+    let mut report = |event: Event<'_>| match event {
+        Event::Corpus { train_hours, train_files, validation_hours, validation_files } if !quiet => eprintln!(
+            "corpus: {train_hours:.2} h in {train_files} files for training, {validation_hours:.2} h in {validation_files} files held out"
+        ),
+        Event::Step(log) => {
+            let worst = log.codebooks.iter().take(log.stages).map(|s| s.utilization).fold(1.0f32, f32::min);
+            if !quiet {
+                eprintln!(
+                    "step {}/{steps} | {:.2} audio-s/s | loss {:.3} (sc {:.3} mag {:.3} mel {:.3} wav {:.4} commit {:.4}) | stages {} | worst codebook use {:.0}% | lr {:.2e}",
+                    log.step, log.audio_seconds_per_second, log.loss, log.spectral_convergence, log.log_magnitude,
+                    log.mel, log.waveform, log.commitment, log.stages, worst * 100.0, log.learning_rate
+                );
+            }
+            for (stage, stats) in log.codebooks.iter().enumerate().take(log.stages) {
+                if stats.utilization < 0.5 {
+                    eprintln!("warning: step {}: codebook {stage} uses only {:.0}% of its codes", log.step, stats.utilization * 100.0);
+                }
+            }
+        }
+        Event::Validation(log) if !quiet => {
+            let figures: Vec<String> = log.mel_l1.iter().map(|(s, m)| format!("{s} stages {m:.3}")).collect();
+            eprintln!("validation at step {}: log-mel L1 {}", log.step, figures.join(", "));
+        }
+        Event::Checkpoint { step } if !quiet => eprintln!("checkpoint at step {step}"),
+        _ => {}
+    };
+    let last = train::<B>(options, device, &INTERRUPTED, &mut report)?;
+    if !quiet {
+        eprintln!("stopped at step {last}; weights in {}", options.out.join("model.safetensors").display());
+    }
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! Training the codec on a directory of audio (`tokenwave train`).
+
+mod checkpoint;
+mod data;
+mod loss;
+mod trainer;
+mod vq;
+
+pub use loss::{SpectralLoss, mel_filters};
+pub use trainer::{Event, StepLog, TrainOptions, ValidationLog, train};
+pub use vq::StageStats;

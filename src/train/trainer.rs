@@ -1,0 +1,355 @@
+//! The training loop: AdamW with warmup and cosine decay, gradient clipping, quantizer
+//! dropout, EMA codebooks, validation, JSONL metrics and periodic checkpoints.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use burn::module::{AutodiffModule, Param};
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::grad_clipping::GradientClippingConfig;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Tensor, TensorData};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use serde::Serialize;
+
+use super::checkpoint::{self, TrainState};
+use super::data::{Corpus, Loader};
+use super::loss::SpectralLoss;
+use super::vq::{EmaCodebooks, StageStats};
+use crate::error::{Error, Result};
+use crate::model::rvq::Rvq;
+use crate::model::{Model, ModelConfig, Streaming, weights};
+
+/// Loss weights. The spectral terms carry the perceptual quality; the waveform term keeps
+/// phase roughly aligned; the commitment term keeps encoder outputs near their codes.
+const WAVEFORM_WEIGHT: f64 = 0.1;
+const COMMITMENT_WEIGHT: f64 = 0.25;
+/// Linear warmup of the learning rate, in steps.
+const WARMUP_STEPS: u64 = 500;
+/// Steps between validation passes.
+const VALIDATION_EVERY: u64 = 250;
+/// Steps between metric lines.
+const LOG_EVERY: u64 = 10;
+/// Validation clips: this many crops of [`VALIDATION_SECONDS`] each, always the same ones.
+const VALIDATION_CLIPS: usize = 24;
+const VALIDATION_SECONDS: f32 = 2.0;
+
+/// What `tokenwave train` was asked to do.
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    /// Directories searched recursively for audio.
+    pub data: Vec<PathBuf>,
+    /// Run directory: cache, checkpoints, metrics, exported weights.
+    pub out: PathBuf,
+    /// Model sizes for a new run (ignored when resuming).
+    pub config: ModelConfig,
+    /// Continue from the run's last checkpoint.
+    pub resume: bool,
+    /// Stop after this step.
+    pub steps: u64,
+    /// Crops per batch.
+    pub batch: usize,
+    /// Crop length in samples (rounded to what the model and losses need).
+    pub crop: usize,
+    /// Peak learning rate.
+    pub learning_rate: f64,
+    /// Seed for a new run.
+    pub seed: u64,
+    /// Minutes between checkpoints.
+    pub checkpoint_minutes: f64,
+}
+
+/// One line of training metrics.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepLog {
+    /// Step just finished.
+    pub step: u64,
+    /// Total weighted loss.
+    pub loss: f32,
+    /// Spectral convergence (sum over resolutions).
+    pub spectral_convergence: f32,
+    /// Log-magnitude L1 (sum over resolutions).
+    pub log_magnitude: f32,
+    /// Log-mel L1.
+    pub mel: f32,
+    /// Waveform L1.
+    pub waveform: f32,
+    /// Commitment loss.
+    pub commitment: f32,
+    /// Stages used in this batch (quantizer dropout).
+    pub stages: usize,
+    /// Learning rate of this step.
+    pub learning_rate: f64,
+    /// Seconds of audio trained on per wall-clock second, since the (re)start.
+    pub audio_seconds_per_second: f64,
+    /// Per-stage codebook health.
+    pub codebooks: Vec<StageStats>,
+}
+
+/// Validation figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct ValidationLog {
+    /// Step validated.
+    pub step: u64,
+    /// Log-mel L1 at each tested stage count, `(stages, mel_l1)`.
+    pub mel_l1: Vec<(usize, f32)>,
+}
+
+/// Reports from the loop to whoever runs it.
+pub enum Event<'a> {
+    /// Corpus ready.
+    Corpus { train_hours: f64, train_files: usize, validation_hours: f64, validation_files: usize },
+    /// A step's metrics.
+    Step(&'a StepLog),
+    /// A validation pass.
+    Validation(&'a ValidationLog),
+    /// A checkpoint was written.
+    Checkpoint { step: u64 },
+}
+
+fn learning_rate(peak: f64, step: u64, total: u64) -> f64 {
+    if step < WARMUP_STEPS {
+        return peak * (step + 1) as f64 / WARMUP_STEPS as f64;
+    }
+    let progress = ((step - WARMUP_STEPS) as f64 / (total.saturating_sub(WARMUP_STEPS).max(1)) as f64).min(1.0);
+    peak * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()))
+}
+
+/// Forward pass of a training batch: reconstruction, commitment loss, and per stage the
+/// chosen codes and the residuals they were chosen for (for the EMA update).
+struct Forward<B: Backend> {
+    reconstruction: Tensor<B, 2>,
+    commitment: Tensor<B, 1>,
+    codes: Vec<Vec<i64>>,
+    residuals: Vec<Vec<f32>>,
+}
+
+fn forward<B: Backend>(
+    model: &Model<B>,
+    audio: Tensor<B, 3>,
+    stages: usize,
+    ema: &mut EmaCodebooks,
+    rng: &mut StdRng,
+) -> Forward<B> {
+    let [batch, len, _] = audio.dims();
+    let device = audio.device();
+    let latents = model.encoder.step(audio, &mut model.encoder.init_state(batch, &device));
+    let [_, frames, dim] = latents.dims();
+    let flat = latents.reshape([batch * frames, dim]);
+    let mut residual = flat.clone().detach();
+    let mut quantized = Tensor::zeros([batch * frames, dim], &device);
+    let (mut codes, mut residuals) = (Vec::new(), Vec::new());
+    for stage in 0..stages {
+        let residual_data = residual.clone().into_data().into_vec::<f32>().expect("float residual");
+        if !ema.is_initialised(stage) {
+            ema.initialise(stage, &residual_data, rng);
+        }
+        let codebook = model.rvq.codebook(stage).detach();
+        let index = Rvq::nearest(&codebook, &residual);
+        let chosen = codebook.select(0, index.clone());
+        quantized = quantized + chosen.clone();
+        residual = residual - chosen;
+        codes.push(index.into_data().convert::<i64>().into_vec::<i64>().expect("int codes"));
+        residuals.push(residual_data);
+    }
+    let error = flat.clone() - quantized.clone();
+    let commitment = (error.clone() * error).mean();
+    let straight_through = flat.clone() + (quantized - flat).detach();
+    let decoded = model.decoder.step(straight_through.reshape([batch, frames, dim]), &mut model.decoder.init_state(batch, &device));
+    Forward { reconstruction: decoded.reshape([batch, len]), commitment, codes, residuals }
+}
+
+/// Writes `ema`'s codewords into the model.
+fn apply_codebooks<B: Backend>(model: &mut Model<B>, ema: &EmaCodebooks, config: &ModelConfig, device: &B::Device) {
+    let shape = [config.max_stages, config.codebook_size, config.latent_dim];
+    let tensor = Tensor::from_data(TensorData::new(ema.codewords(), shape), device);
+    model.rvq.codebooks = Param::from_tensor(tensor);
+}
+
+/// Log-mel L1 of the model on the validation clips at each stage count in `stage_counts`.
+fn validate<B: Backend>(
+    model: &Model<B>,
+    clips: &[f32],
+    clip_len: usize,
+    stage_counts: &[usize],
+    loss: &SpectralLoss<B>,
+    device: &B::Device,
+) -> Vec<(usize, f32)> {
+    let batch = clips.len() / clip_len;
+    stage_counts
+        .iter()
+        .map(|&stages| {
+            let audio = Tensor::<B, 3>::from_data(TensorData::new(clips.to_vec(), [batch, clip_len, 1]), device);
+            let latents = model.encoder.step(audio.clone(), &mut model.encoder.init_state(batch, device));
+            let codes = model.rvq.encode(latents, stages);
+            let decoded = model.decoder.step(model.rvq.decode(codes), &mut model.decoder.init_state(batch, device));
+            let terms = loss.losses(decoded.reshape([batch, clip_len]), audio.reshape([batch, clip_len]));
+            (stages, terms.mel.into_scalar().elem_f32())
+        })
+        .collect()
+}
+
+trait ElemF32 {
+    fn elem_f32(self) -> f32;
+}
+
+impl<E: burn::tensor::ElementConversion> ElemF32 for E {
+    fn elem_f32(self) -> f32 {
+        self.elem::<f32>()
+    }
+}
+
+fn scalar<B: Backend>(t: Tensor<B, 1>) -> f32 {
+    t.into_scalar().elem_f32()
+}
+
+/// Runs (or resumes) training until `options.steps` or until `stop` is set; returns the last
+/// step done. Checkpoints go to `out/checkpoint`, inference weights to `out/model.safetensors`.
+pub fn train<B: AutodiffBackend>(
+    options: &TrainOptions,
+    device: B::Device,
+    stop: &AtomicBool,
+    report: &mut dyn FnMut(Event<'_>),
+) -> Result<u64> {
+    let out = &options.out;
+    std::fs::create_dir_all(out).map_err(|e| Error::io(format!("cannot create {}", out.display()), e))?;
+    let previous = checkpoint::latest(out);
+    if previous.is_some() && !options.resume {
+        return Err(Error::InvalidArgument(format!(
+            "{} already holds a training run; pass --resume to continue it or choose another --out",
+            out.display()
+        )));
+    }
+    let state = match &previous {
+        Some(dir) => checkpoint::load_state(dir)?,
+        None => TrainState { step: 0, seed: options.seed, config: options.config.clone(), seconds: 0.0 },
+    };
+    let config = state.config.clone();
+    config.validate().map_err(Error::InvalidArgument)?;
+
+    let (train_corpus, validation_corpus) = Corpus::load_or_build(&options.data, &out.join("cache"), config.sample_rate)?;
+    if train_corpus.files() == 0 || validation_corpus.files() == 0 {
+        return Err(Error::InvalidArgument("need audio for both training and validation; add more files".into()));
+    }
+    report(Event::Corpus {
+        train_hours: train_corpus.hours(config.sample_rate),
+        train_files: train_corpus.files(),
+        validation_hours: validation_corpus.hours(config.sample_rate),
+        validation_files: validation_corpus.files(),
+    });
+
+    let loss = SpectralLoss::<B>::new(config.sample_rate, &device);
+    let valid_loss = SpectralLoss::<B::InnerBackend>::new(config.sample_rate, &device);
+    let multiple = lcm(config.hop(), loss.length_multiple());
+    let crop = options.crop.div_ceil(multiple).max(1) * multiple;
+    let clip_len = ((VALIDATION_SECONDS * config.sample_rate as f32) as usize).div_ceil(multiple) * multiple;
+    let validation_clips = validation_corpus.batch(0x5EED, 0, VALIDATION_CLIPS, clip_len);
+
+    B::seed(&device, state.seed);
+    let mut model = Model::<B>::new(&config, &device);
+    let mut optimizer: OptimizerAdaptor<_, Model<B>, B> = AdamWConfig::new()
+        .with_weight_decay(1e-4)
+        .with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)))
+        .init();
+    let mut ema = EmaCodebooks::new(config.max_stages, config.codebook_size, config.latent_dim);
+    if let Some(dir) = &previous {
+        (model, optimizer, ema) = checkpoint::load(dir, model, optimizer, &device)?;
+    }
+
+    let corpus = Arc::new(train_corpus);
+    let loader = Loader::start(corpus, state.seed, state.step, options.batch, crop);
+    let started = Instant::now();
+    let mut last_checkpoint = Instant::now();
+    let mut step = state.step;
+    let mut metrics = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(out.join("metrics.jsonl"))
+        .map_err(|e| Error::io("cannot open metrics.jsonl", e))?;
+    let save = |model: &Model<B>, optimizer: &OptimizerAdaptor<_, Model<B>, B>, ema: &EmaCodebooks, step: u64| -> Result<()> {
+        let seconds = state.seconds + started.elapsed().as_secs_f64();
+        let train_state = TrainState { step, seed: state.seed, config: config.clone(), seconds };
+        checkpoint::save(out, model, optimizer, ema, &train_state)?;
+        export(out, &model.valid(), &config)
+    };
+
+    while step < options.steps && !stop.load(Ordering::SeqCst) {
+        let mut rng = StdRng::seed_from_u64(state.seed ^ step.wrapping_mul(0xD1B5_4A32_D192_ED03));
+        let stages = if rng.random::<f32>() < 0.5 { config.max_stages } else { rng.random_range(1..=config.max_stages) };
+        let audio = Tensor::<B, 3>::from_data(TensorData::new(loader.next(), [options.batch, crop, 1]), &device);
+        let target = audio.clone().reshape([options.batch, crop]);
+        let pass = forward(&model, audio, stages, &mut ema, &mut rng);
+        let terms = loss.losses(pass.reconstruction, target);
+        let total = terms.spectral_convergence.clone()
+            + terms.log_magnitude.clone()
+            + terms.mel.clone()
+            + terms.waveform.clone().mul_scalar(WAVEFORM_WEIGHT)
+            + pass.commitment.clone().mul_scalar(COMMITMENT_WEIGHT);
+        let lr = learning_rate(options.learning_rate, step, options.steps);
+        let grads = GradientsParams::from_grads(total.backward(), &model);
+        model = optimizer.step(lr, model, grads);
+        for (stage, (codes, residuals)) in pass.codes.iter().zip(&pass.residuals).enumerate() {
+            ema.update(stage, codes, residuals, step, state.seed);
+        }
+        apply_codebooks(&mut model, &ema, &config, &device);
+        step += 1;
+
+        if step % LOG_EVERY == 0 || step == options.steps {
+            let trained_seconds = (step - state.step) as f64 * (options.batch * crop) as f64 / f64::from(config.sample_rate);
+            let log = StepLog {
+                step,
+                loss: scalar(total),
+                spectral_convergence: scalar(terms.spectral_convergence),
+                log_magnitude: scalar(terms.log_magnitude),
+                mel: scalar(terms.mel),
+                waveform: scalar(terms.waveform),
+                commitment: scalar(pass.commitment),
+                stages,
+                learning_rate: lr,
+                audio_seconds_per_second: trained_seconds / started.elapsed().as_secs_f64(),
+                codebooks: ema.stats(step),
+            };
+            writeln!(metrics, "{}", serde_json::to_string(&log).expect("serializes")).map_err(|e| Error::io("metrics.jsonl", e))?;
+            report(Event::Step(&log));
+        }
+        if step % VALIDATION_EVERY == 0 {
+            let figures = validate(&model.valid(), &validation_clips, clip_len, &[config.max_stages / 2, config.max_stages], &valid_loss, &device);
+            let log = ValidationLog { step, mel_l1: figures };
+            writeln!(metrics, "{}", serde_json::json!({ "validation": &log })).map_err(|e| Error::io("metrics.jsonl", e))?;
+            report(Event::Validation(&log));
+        }
+        if last_checkpoint.elapsed().as_secs_f64() >= options.checkpoint_minutes * 60.0 {
+            save(&model, &optimizer, &ema, step)?;
+            last_checkpoint = Instant::now();
+            report(Event::Checkpoint { step });
+        }
+    }
+    if step > state.step {
+        save(&model, &optimizer, &ema, step)?;
+        report(Event::Checkpoint { step });
+    }
+    Ok(step)
+}
+
+/// Writes the inference weights of the run to `out/model.safetensors` (atomically).
+fn export<B: Backend>(out: &Path, model: &Model<B>, config: &ModelConfig) -> Result<()> {
+    let temp = out.join("model.safetensors.partial");
+    weights::save(model, config, &temp)?;
+    std::fs::rename(&temp, out.join("model.safetensors")).map_err(|e| Error::io("cannot export model.safetensors", e))
+}
+
+fn lcm(a: usize, b: usize) -> usize {
+    let gcd = |mut x: usize, mut y: usize| {
+        while y != 0 {
+            (x, y) = (y, x % y);
+        }
+        x
+    };
+    a / gcd(a, b) * b
+}

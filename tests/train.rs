@@ -1,0 +1,112 @@
+//! `tokenwave train` on a tiny model: it checkpoints, survives `kill -9`, resumes from the
+//! last checkpoint, exports usable weights, and refuses to overwrite a run.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tokenwave");
+
+const TINY: &str = r#"{"sample_rate":16000,"encoder_channels":4,"strides":[2,4,5,8],"residual_dilations":[1],
+"latent_dim":16,"codebook_size":64,"max_stages":2,"decoder":{"dim":32,"hidden":64,"blocks":1,"kernel":3}}"#;
+
+/// A data directory: real speech clips, one of them under a name that is always held out.
+fn data(dir: &TempDir) -> String {
+    let data = dir.path().join("data");
+    fs::create_dir(&data).unwrap();
+    fs::copy("samples/speech_nl.ogg", data.join("sch-v-setkani.ogg")).unwrap();
+    fs::copy("samples/speech_cs.wav", data.join("a.wav")).unwrap();
+    fs::copy("samples/speech_nl2.mp3", data.join("b.mp3")).unwrap();
+    data.to_str().unwrap().to_string()
+}
+
+fn train(dir: &TempDir, data: &str, extra: &[&str]) -> Command {
+    let config = dir.path().join("tiny.json");
+    fs::write(&config, TINY).unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["train", "--data", data, "--out"])
+        .arg(dir.path().join("run"))
+        .arg("--config")
+        .arg(&config)
+        .args(["--batch", "2", "--crop-ms", "800"])
+        .args(extra)
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Step of the newest complete checkpoint (a kill during the swap leaves `checkpoint.old`).
+fn checkpoint_step(run: &Path) -> Option<u64> {
+    let text = fs::read_to_string(run.join("checkpoint/state.json"))
+        .or_else(|_| fs::read_to_string(run.join("checkpoint.old/state.json")))
+        .ok()?;
+    let state: serde_json::Value = serde_json::from_str(&text).ok()?;
+    state["step"].as_u64()
+}
+
+#[test]
+fn resumes_after_kill_9_from_the_last_checkpoint() {
+    let dir = TempDir::new().unwrap();
+    let data = data(&dir);
+    let run = dir.path().join("run");
+    let mut child = train(&dir, &data, &["--steps", "100000", "--checkpoint-minutes", "0", "-q"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while checkpoint_step(&run).unwrap_or(0) < 3 {
+        assert!(started.elapsed() < Duration::from_secs(240), "no checkpoint after 4 minutes");
+        assert!(child.try_wait().unwrap().is_none(), "training stopped early");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let saved = checkpoint_step(&run).expect("a complete checkpoint survives kill -9");
+    assert!(saved >= 3);
+
+    let target = saved + 2;
+    let out = train(&dir, &data, &["--resume", "--steps", &target.to_string()]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("stopped at step {target}")), "{stderr}");
+    assert_eq!(checkpoint_step(&run), Some(target));
+
+    let metrics = fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(metrics.lines().last().unwrap()).unwrap();
+    assert_eq!(last["step"], target);
+    assert!(last["loss"].as_f64().unwrap().is_finite());
+    let codebooks = last["codebooks"].as_array().unwrap();
+    assert_eq!(codebooks.len(), 2);
+
+    // The exported weights decode with the CLI.
+    let wav = dir.path().join("x.wav");
+    let model = run.join("model.safetensors");
+    let out = Command::new(BIN)
+        .args(["roundtrip", "samples/speech_cs.wav"])
+        .arg(&wav)
+        .arg("--model")
+        .arg(&model)
+        .args(["--codebooks", "2", "-q"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Without --resume an existing run is never overwritten.
+    let out = train(&dir, &data, &["--steps", "5"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pass --resume"));
+}
+
+#[test]
+fn no_audio_is_a_clear_error() {
+    let dir = TempDir::new().unwrap();
+    let empty = dir.path().join("empty");
+    fs::create_dir(&empty).unwrap();
+    let out = train(&dir, empty.to_str().unwrap(), &["--steps", "5"]).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no audio files"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+}
