@@ -93,6 +93,21 @@ fn resumes_after_kill_9_from_the_last_checkpoint() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
+    // A new run can start from exported weights (when checkpoints are gone).
+    let warm = dir.path().join("warm");
+    let out = Command::new(BIN)
+        .args(["train", "--data", &data, "--out"])
+        .arg(&warm)
+        .arg("--init-from")
+        .arg(&model)
+        .args(["--batch", "2", "--steps", "2", "-q"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let warm_state: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(warm.join("checkpoint/state.json")).unwrap()).unwrap();
+    assert_eq!(warm_state["config"]["latent_dim"], 16, "the config comes from the weights");
+
     // Without --resume an existing run is never overwritten.
     let out = train(&dir, &data, &["--steps", "5"]).output().unwrap();
     assert!(!out.status.success());

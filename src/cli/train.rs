@@ -25,6 +25,10 @@ pub struct TrainArgs {
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
     resume: bool,
+    /// Start a new run from trained weights (safetensors) and their config, e.g. the shipped
+    /// model when the previous run's checkpoints are gone.
+    #[arg(long, value_name = "PATH", conflicts_with = "config")]
+    init_from: Option<PathBuf>,
     /// Stop after this many steps in total (also the length of the learning-rate schedule).
     #[arg(long, default_value_t = 200_000)]
     steps: u64,
@@ -62,6 +66,7 @@ pub fn run(args: &TrainArgs, global: &Global) -> Result<()> {
         crop: (config.sample_rate as u64 * u64::from(args.crop_ms) / 1000) as usize,
         config,
         resume: args.resume,
+        init_from: args.init_from.clone(),
         steps: args.steps,
         batch: args.batch,
         learning_rate: args.lr,

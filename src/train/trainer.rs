@@ -51,6 +51,8 @@ pub struct TrainOptions {
     pub config: ModelConfig,
     /// Continue from the run's last checkpoint.
     pub resume: bool,
+    /// Start a new run from these weights (and their config) instead of a random init.
+    pub init_from: Option<PathBuf>,
     /// Stop after this step.
     pub steps: u64,
     /// Crops per batch.
@@ -226,9 +228,14 @@ pub fn train<B: AutodiffBackend>(
             out.display()
         )));
     }
-    let state = match &previous {
-        Some(dir) => checkpoint::load_state(dir)?,
-        None => TrainState { step: 0, seed: options.seed, config: options.config.clone(), seconds: 0.0 },
+    let start_weights = match (&previous, &options.init_from) {
+        (None, Some(path)) => Some(weights::Weights::from_file(path)?),
+        _ => None,
+    };
+    let state = match (&previous, &start_weights) {
+        (Some(dir), _) => checkpoint::load_state(dir)?,
+        (None, Some(w)) => TrainState { step: 0, seed: options.seed, config: w.config().clone(), seconds: 0.0 },
+        (None, None) => TrainState { step: 0, seed: options.seed, config: options.config.clone(), seconds: 0.0 },
     };
     let config = state.config.clone();
     config.validate().map_err(Error::InvalidArgument)?;
@@ -260,6 +267,10 @@ pub fn train<B: AutodiffBackend>(
     let mut ema = EmaCodebooks::new(config.max_stages, config.codebook_size, config.latent_dim);
     if let Some(dir) = &previous {
         (model, optimizer, ema) = checkpoint::load(dir, model, optimizer, &device)?;
+    } else if let Some(w) = &start_weights {
+        model = w.build::<B>(&device)?;
+        let codewords = model.rvq.codebooks.val().into_data().convert::<f32>().into_vec::<f32>().expect("float codebooks");
+        ema = EmaCodebooks::from_codewords(config.max_stages, config.codebook_size, config.latent_dim, &codewords);
     }
 
     let corpus = Arc::new(train_corpus);

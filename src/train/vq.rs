@@ -49,6 +49,20 @@ impl EmaCodebooks {
         }
     }
 
+    /// Statistics that reproduce `codewords` (`[stages * size * dim]`), each code counted
+    /// once: for continuing from trained weights.
+    pub fn from_codewords(stages: usize, size: usize, dim: usize, codewords: &[f32]) -> Self {
+        Self {
+            stages,
+            size,
+            dim,
+            counts: vec![1.0; stages * size],
+            sums: codewords.to_vec(),
+            last_used: vec![0; stages * size],
+            initialised: vec![true; stages],
+        }
+    }
+
     /// Current codewords, `[stages * size * dim]`.
     pub fn codewords(&self) -> Vec<f32> {
         let mut out = vec![0.0; self.sums.len()];
