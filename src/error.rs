@@ -51,9 +51,6 @@ pub enum Error {
     /// A caller asked for something the model cannot do.
     #[error("{0}")]
     InvalidArgument(String),
-    /// The requested compute device is not available.
-    #[error("{0}")]
-    Device(String),
     /// The user interrupted the job.
     #[error("interrupted")]
     Interrupted,

@@ -1,7 +1,6 @@
 //! Reads any audio file symphonia understands as a stream of mono `f32` pieces.
 
 use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use symphonia::core::audio::SampleBuffer;
@@ -22,7 +21,6 @@ pub struct AudioReader {
     decoder: Box<dyn Decoder>,
     track: u32,
     sample_rate: u32,
-    channels: usize,
     declared_frames: Option<u64>,
     /// Lossy codecs' declared lengths include encoder padding, so only lossless ones are
     /// held to theirs when checking for truncation.
@@ -55,11 +53,6 @@ impl AudioReader {
         Self::from_stream(stream, hint, path)
     }
 
-    /// Decodes audio from any reader (an in-memory buffer, a pipe).
-    pub fn from_reader(reader: impl Read + Send + Sync + 'static, name: &Path) -> Result<Self> {
-        let stream = MediaSourceStream::new(Box::new(ReadOnlySource::new(reader)), Default::default());
-        Self::from_stream(stream, Hint::new(), name)
-    }
 
     fn from_stream(stream: MediaSourceStream, hint: Hint, path: &Path) -> Result<Self> {
         let bad = |reason: String| Error::Audio { path: path.to_path_buf(), reason };
@@ -91,14 +84,12 @@ impl AudioReader {
         if sample_rate == 0 {
             return Err(bad("declares a sample rate of 0 Hz".into()));
         }
-        let channels = params.channels.map_or(1, |c| c.count()).max(1);
         Ok(Self {
             path: path.to_path_buf(),
             track: track.id,
             format,
             decoder,
             sample_rate,
-            channels,
             declared_frames: params.n_frames,
             exact_length: ![CODEC_TYPE_MP1, CODEC_TYPE_MP2, CODEC_TYPE_MP3, CODEC_TYPE_VORBIS].contains(&params.codec),
             frames_read: 0,
@@ -111,10 +102,6 @@ impl AudioReader {
         self.sample_rate
     }
 
-    /// Number of channels in the file (the output is always mono).
-    pub fn channels(&self) -> usize {
-        self.channels
-    }
 
     /// Length in samples per channel, if the container declares it.
     pub fn declared_frames(&self) -> Option<u64> {

@@ -121,8 +121,6 @@ pub struct TkwWriter<W: Write> {
     out: W,
     header: Header,
     pending: Vec<u16>,
-    frames: u64,
-    bytes: u64,
     scratch: Vec<u8>,
 }
 
@@ -131,7 +129,7 @@ impl<W: Write> TkwWriter<W> {
     pub fn new(mut out: W, header: Header) -> Result<Self> {
         header.check()?;
         out.write_all(&header.to_bytes()).map_err(|e| Error::io("cannot write .tkw header", e))?;
-        Ok(Self { out, header, pending: Vec::new(), frames: 0, bytes: HEADER_LEN as u64, scratch: Vec::new() })
+        Ok(Self { out, header, pending: Vec::new(), scratch: Vec::new() })
     }
 
     /// Adds frames; whole chunks are written as they fill.
@@ -164,23 +162,12 @@ impl<W: Write> TkwWriter<W> {
         Ok(self.out)
     }
 
-    /// Frames written so far.
-    pub fn frames(&self) -> u64 {
-        self.frames
-    }
-
-    /// Bytes written so far, header and chunk framing included.
-    pub fn bytes(&self) -> u64 {
-        self.bytes
-    }
-
     fn write_chunk(&mut self, codes: &[u16]) -> Result<()> {
         let frames = codes.len() / usize::from(self.header.stages);
         let mut payload = std::mem::take(&mut self.scratch);
         payload.clear();
         pack(codes, u32::from(self.header.bits_per_code), &mut payload);
         self.emit(frames as u32, &payload)?;
-        self.frames += frames as u64;
         self.scratch = payload;
         Ok(())
     }
@@ -197,9 +184,7 @@ impl<W: Write> TkwWriter<W> {
             out.write_all(payload)?;
             out.write_all(&crc.finalize().to_le_bytes())
         };
-        write(&mut self.out).map_err(|e| Error::io("cannot write .tkw", e))?;
-        self.bytes += (CHUNK_OVERHEAD + payload.len()) as u64;
-        Ok(())
+        write(&mut self.out).map_err(|e| Error::io("cannot write .tkw", e))
     }
 }
 

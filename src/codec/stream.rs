@@ -128,9 +128,4 @@ impl<B: Backend> StreamDecoder<B> {
         self.frames_out += frames as u64;
         Ok(audio.into_data().convert::<f32>().into_vec::<f32>().expect("float samples"))
     }
-
-    /// Frames decoded so far.
-    pub fn frames_out(&self) -> u64 {
-        self.frames_out
-    }
 }

@@ -106,7 +106,7 @@ fn dft_basis<B: Backend>(n_fft: usize, device: &B::Device) -> Tensor<B, 2> {
 }
 
 /// Triangular filters on the HTK mel scale from 0 Hz to Nyquist, `[bins, mels]`.
-pub fn mel_filters<B: Backend>(n_fft: usize, sample_rate: u32, mels: usize, device: &B::Device) -> Tensor<B, 2> {
+fn mel_filters<B: Backend>(n_fft: usize, sample_rate: u32, mels: usize, device: &B::Device) -> Tensor<B, 2> {
     let bins = n_fft / 2 + 1;
     let to_mel = |hz: f64| 2595.0 * (1.0 + hz / 700.0).log10();
     let to_hz = |mel: f64| 700.0 * (10f64.powf(mel / 2595.0) - 1.0);

@@ -6,6 +6,6 @@ mod loss;
 mod trainer;
 mod vq;
 
-pub use loss::{SpectralLoss, mel_filters};
+pub use loss::SpectralLoss;
 pub use trainer::{Event, StepLog, TrainOptions, ValidationLog, train};
 pub use vq::StageStats;
