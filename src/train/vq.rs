@@ -12,7 +12,7 @@ const DECAY: f32 = 0.99;
 /// Laplace smoothing of the counts.
 const SMOOTHING: f32 = 1e-5;
 /// A code not chosen for this many steps is dead and gets restarted.
-pub const DEAD_AFTER_STEPS: u64 = 50;
+const DEAD_AFTER_STEPS: u64 = 50;
 
 /// The codebooks' running statistics, `stages x size x dim`.
 #[derive(Clone, Serialize, Deserialize)]
@@ -29,7 +29,7 @@ pub struct EmaCodebooks {
 /// Per-stage health figures.
 #[derive(Clone, Debug, Serialize)]
 pub struct StageStats {
-    /// Share of codes chosen in the last [`DEAD_AFTER_STEPS`] steps.
+    /// Share of codes chosen in the last 50 steps (a code unused for longer is restarted).
     pub utilization: f32,
     /// `exp(entropy)` of the EMA code distribution.
     pub perplexity: f32,
