@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use burn::tensor::backend::Backend;
 use clap::Args;
-use tokenwave::model::{Model, ModelConfig, weights};
+use tokenwave::model::{Model, weights};
 use tokenwave::CpuBackend;
 
 #[derive(Args)]
@@ -21,13 +21,7 @@ pub struct InitModelArgs {
 }
 
 pub fn run(args: &InitModelArgs) -> Result<()> {
-    let config = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-            serde_json::from_str(&text).with_context(|| format!("{} is not a valid model config", path.display()))?
-        }
-        None => ModelConfig::default(),
-    };
+    let config = super::read_config(args.config.as_deref())?;
     if let Err(e) = config.validate() {
         bail!("invalid model config: {e}");
     }

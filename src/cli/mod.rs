@@ -157,6 +157,13 @@ fn dispatch<B: Backend>(command: Command, global: &Global, device: B::Device) ->
     }
 }
 
+/// A model config from a JSON file, or the default speech model's.
+pub fn read_config(path: Option<&std::path::Path>) -> Result<tokenwave::ModelConfig> {
+    let Some(path) = path else { return Ok(tokenwave::ModelConfig::default()) };
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a valid model config", path.display()))
+}
+
 /// The weights named by `--model`, or the embedded default.
 pub fn load_weights(global: &Global) -> Result<Weights> {
     Ok(match &global.model {

@@ -2,11 +2,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
 use clap::Args;
-use tokenwave::ModelConfig;
 use tokenwave::train::{Event, TrainOptions, train};
 
 use super::{DeviceKind, Global, INTERRUPTED};
@@ -50,13 +49,7 @@ pub struct TrainArgs {
 }
 
 pub fn run(args: &TrainArgs, global: &Global) -> Result<()> {
-    let config = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-            serde_json::from_str::<ModelConfig>(&text).with_context(|| format!("{} is not a valid model config", path.display()))?
-        }
-        None => ModelConfig::default(),
-    };
+    let config = super::read_config(args.config.as_deref())?;
     if args.batch == 0 || args.crop_ms == 0 {
         bail!("--batch and --crop-ms must be positive");
     }
