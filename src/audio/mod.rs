@@ -36,6 +36,11 @@ impl AudioSource {
         &self.reader
     }
 
+    /// Duration of the input in seconds, if its container declares its length.
+    pub fn declared_seconds(&self) -> Option<f64> {
+        self.reader.declared_frames().map(|f| f as f64 / f64::from(self.reader.sample_rate()))
+    }
+
     /// The next piece at the target rate, or `None` once the file is done.
     pub fn next_chunk(&mut self) -> Result<Option<Vec<f32>>> {
         if self.finished {

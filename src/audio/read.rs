@@ -53,7 +53,6 @@ impl AudioReader {
         Self::from_stream(stream, hint, path)
     }
 
-
     fn from_stream(stream: MediaSourceStream, hint: Hint, path: &Path) -> Result<Self> {
         let bad = |reason: String| Error::Audio { path: path.to_path_buf(), reason };
         let probed = symphonia::default::get_probe()
@@ -101,7 +100,6 @@ impl AudioReader {
     pub fn sample_rate(&self) -> u32 {
         self.sample_rate
     }
-
 
     /// Length in samples per channel, if the container declares it.
     pub fn declared_frames(&self) -> Option<u64> {

@@ -53,7 +53,7 @@ pub fn run<B: Backend>(args: &EncodeArgs, global: &Global, device: B::Device) ->
     let stages = args.rate.stages(&codec)?;
     let source = AudioSource::open(&args.input, codec.config().sample_rate)?;
     let mut output = Output::create(&args.output)?;
-    let bar = progress(global, source.reader().declared_frames().map(|f| f as f64 / f64::from(source.reader().sample_rate())));
+    let bar = progress(global, source.declared_seconds());
     let stats = encode_to(&codec, source, stages, output.file(), &bar)
         .with_context(|| format!("cannot encode {}", args.input.display()))?;
     bar.finish_and_clear();

@@ -32,7 +32,7 @@ pub fn run<B: Backend>(args: &RoundtripArgs, global: &Global, device: B::Device)
     let stages = args.rate.stages(&codec)?;
     let source = AudioSource::open(&args.input, codec.config().sample_rate)?;
     let mut output = Output::create(&args.output)?;
-    let bar = progress(global, source.reader().declared_frames().map(|f| f as f64 / f64::from(source.reader().sample_rate())));
+    let bar = progress(global, source.declared_seconds());
     let mut stream = Cursor::new(Vec::new());
     let encoded = encode_to(&codec, source, stages, &mut stream, &bar)
         .with_context(|| format!("cannot encode {}", args.input.display()))?;

@@ -184,14 +184,15 @@ fn validate<B: Backend>(
     device: &B::Device,
 ) -> Vec<(usize, f32)> {
     let batch = clips.len() / clip_len;
+    let audio = Tensor::<B, 3>::from_data(TensorData::new(clips.to_vec(), [batch, clip_len, 1]), device);
+    let latents = model.encoder.step(audio.clone(), &mut model.encoder.init_state(batch, device));
+    let target = audio.reshape([batch, clip_len]);
     stage_counts
         .iter()
         .map(|&stages| {
-            let audio = Tensor::<B, 3>::from_data(TensorData::new(clips.to_vec(), [batch, clip_len, 1]), device);
-            let latents = model.encoder.step(audio.clone(), &mut model.encoder.init_state(batch, device));
-            let codes = model.rvq.encode(latents, stages);
+            let codes = model.rvq.encode(latents.clone(), stages);
             let decoded = model.decoder.step(model.rvq.decode(codes), &mut model.decoder.init_state(batch, device));
-            let terms = loss.losses(decoded.reshape([batch, clip_len]), audio.reshape([batch, clip_len]));
+            let terms = loss.losses(decoded.reshape([batch, clip_len]), target.clone());
             (stages, terms.mel.into_scalar().elem_f32())
         })
         .collect()
