@@ -45,6 +45,9 @@ pub enum Error {
         /// Model id of the loaded model.
         loaded: String,
     },
+    /// A token file (npy, safetensors, jsonl) is malformed or does not fit the model.
+    #[error("tokens: {0}")]
+    Tokens(String),
     /// A weights file is unusable.
     #[error("model weights: {0}")]
     Weights(String),

@@ -20,6 +20,7 @@ pub mod codec;
 mod codes;
 mod error;
 pub mod model;
+pub mod tokens;
 pub mod train;
 
 pub use codec::{Codec, StreamDecoder, StreamEncoder};

@@ -4,13 +4,38 @@ mod read;
 mod resample;
 mod write;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use read::AudioReader;
 pub use resample::Resampler;
 pub use write::WavSink;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+/// File extensions taken for audio when searching directories.
+const AUDIO_EXTENSIONS: [&str; 5] = ["wav", "flac", "ogg", "mp3", "oga"];
+
+/// Audio files (by extension) under `dir`, recursively, sorted by path.
+pub fn find_audio_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|e| Error::io(format!("cannot list {}", dir.display()), e))?;
+        for path in entries.flatten().map(|entry| entry.path()) {
+            if path.is_dir() {
+                pending.push(path);
+            } else if path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| AUDIO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+            {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
 
 /// An audio file decoded, downmixed and resampled to one rate, piece by piece.
 pub struct AudioSource {

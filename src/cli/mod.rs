@@ -7,6 +7,7 @@ mod info;
 mod init_model;
 mod output;
 mod roundtrip;
+mod tokens;
 mod train;
 
 use std::io::IsTerminal;
@@ -79,6 +80,8 @@ enum Command {
     InitModel(init_model::InitModelArgs),
     /// Train a model on directories of audio; resumable with --resume.
     Train(train::TrainArgs),
+    /// Codes as arrays for TTS and speech-LM pipelines: export, decode, batch.
+    Tokens(tokens::TokensArgs),
 }
 
 /// Runs the command line and turns any error into one line on stderr and a non-zero exit.
@@ -153,6 +156,7 @@ fn dispatch<B: Backend>(command: Command, global: &Global, device: B::Device) ->
         Command::Encode(args) => encode::run::<B>(&args, global, device),
         Command::Decode(args) => decode::run::<B>(&args, global, device),
         Command::Roundtrip(args) => roundtrip::run::<B>(&args, global, device),
+        Command::Tokens(args) => tokens::run::<B>(&args, global, device),
         Command::Info(_) | Command::InitModel(_) | Command::Train(_) => unreachable!("handled before choosing a device"),
     }
 }
@@ -185,7 +189,7 @@ pub fn check_interrupt() -> Result<()> {
     Ok(())
 }
 
-fn interrupted() -> bool {
+pub(crate) fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 

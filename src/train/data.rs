@@ -13,11 +13,9 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use rayon::prelude::*;
 
-use crate::audio::AudioSource;
+use crate::audio::{AudioSource, find_audio_files};
 use crate::error::{Error, Result};
 
-/// File extensions searched for audio.
-const AUDIO_EXTENSIONS: [&str; 5] = ["wav", "flac", "ogg", "mp3", "oga"];
 /// Share of files (in percent) held out for validation.
 const VALIDATION_PERCENT: u32 = 4;
 /// Files never trained on: the sources of the clips in `samples/`, which tests and README use.
@@ -52,7 +50,7 @@ impl Corpus {
         }
         let mut paths = Vec::new();
         for dir in dirs {
-            find_audio(dir, &mut paths)?;
+            paths.extend(find_audio_files(dir)?);
         }
         if paths.is_empty() {
             return Err(Error::InvalidArgument("no audio files (wav, flac, ogg, mp3) found under --data".into()));
@@ -150,23 +148,6 @@ impl Corpus {
 fn is_validation(path: &Path) -> bool {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     ALWAYS_HELD_OUT.contains(&name) || crc32fast::hash(path.to_string_lossy().as_bytes()) % 100 < VALIDATION_PERCENT
-}
-
-fn find_audio(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(format!("cannot list {}", dir.display()), e))?;
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            find_audio(&path, out)?;
-        } else if path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| AUDIO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-        {
-            out.push(path);
-        }
-    }
-    Ok(())
 }
 
 fn decode(path: &Path, rate: u32) -> Result<Vec<i16>> {

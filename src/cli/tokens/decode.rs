@@ -1,0 +1,172 @@
+//! `tokenwave tokens decode CODES [OUT.wav] [--play]`: renders token arrays to audio.
+
+use std::io::{BufRead, BufReader, BufWriter, Read};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::backend::Backend;
+use clap::Args;
+use serde_json::json;
+use tokenwave::audio::{Resampler, WavSink};
+use tokenwave::tokens::{self, JsonlFrames, TokenFormat, npy_metadata_path};
+use tokenwave::{Codec, Codes};
+
+use super::super::output::Output;
+use super::super::{Global, check_interrupt, load_codec, report};
+use super::FormatArg;
+
+#[derive(Args)]
+pub struct DecodeArgs {
+    /// Token file (npy, safetensors, jsonl), or `-` for JSON Lines on stdin, rendered frame by
+    /// frame as the lines arrive.
+    input: PathBuf,
+    /// Output WAV file (`-` for stdout).
+    output: PathBuf,
+    /// Input format (default: from the extension; jsonl for stdin).
+    #[arg(long, value_enum)]
+    format: Option<FormatArg>,
+    /// Sample rate of the WAV (default: the model's rate).
+    #[arg(long, value_name = "HZ")]
+    rate: Option<u32>,
+}
+
+/// Frames decoded at once when frames are already waiting (0.5 s of audio at 50 Hz).
+const MAX_FRAMES_PER_STEP: usize = 25;
+
+pub fn run<B: Backend>(args: &DecodeArgs, global: &Global, device: B::Device) -> Result<()> {
+    let codec = load_codec::<B>(global, device)?;
+    let format = match (args.format, args.input == Path::new("-")) {
+        (Some(format), _) => format.into(),
+        (None, true) => TokenFormat::Jsonl,
+        (None, false) => TokenFormat::from_path(&args.input).with_context(|| {
+            format!("cannot tell the format of {} from its extension; give --format", args.input.display())
+        })?,
+    };
+    let mut output = Output::create(&args.output)?;
+    let rate = args.rate.unwrap_or(codec.config().sample_rate);
+    let mut sink = Sink { wav: WavSink::new(BufWriter::new(output.file()), rate)?, resampler: Resampler::new(codec.config().sample_rate, rate)?, written: 0, limit: None };
+    let started = Instant::now();
+    let frames = match format {
+        TokenFormat::Jsonl => render_jsonl(&codec, open(&args.input)?, &mut sink),
+        format => render_array(&codec, &args.input, format, &mut sink),
+    }
+    .with_context(|| format!("cannot decode {}", args.input.display()))?;
+    let samples = sink.finish()?;
+    output.commit()?;
+    let seconds = samples as f64 / f64::from(codec.config().sample_rate);
+    let work = started.elapsed().as_secs_f64();
+    report(
+        global,
+        args.output == Path::new("-"),
+        json!({ "input": args.input, "output": args.output, "frames": frames, "seconds": seconds, "rate": rate }),
+        format!("rendered {frames} frames, {seconds:.2} s of audio, {:.1}x real time", seconds / work),
+    );
+    Ok(())
+}
+
+fn open(path: &Path) -> Result<Box<dyn BufRead + Send>> {
+    if path == Path::new("-") {
+        return Ok(Box::new(BufReader::new(std::io::stdin())));
+    }
+    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    Ok(Box::new(BufReader::new(file)))
+}
+
+/// Decoded audio on its way to the WAV, cut at the length the metadata gives.
+struct Sink<W: std::io::Write + std::io::Seek> {
+    wav: WavSink<W>,
+    resampler: Resampler,
+    written: u64,
+    limit: Option<u64>,
+}
+
+impl<W: std::io::Write + std::io::Seek> Sink<W> {
+    fn push(&mut self, samples: &[f32]) -> Result<()> {
+        let room = self.limit.map_or(samples.len() as u64, |limit| limit.saturating_sub(self.written));
+        let take = &samples[..samples.len().min(room as usize)];
+        self.written += take.len() as u64;
+        self.wav.write(&self.resampler.process(take))?;
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<u64> {
+        self.wav.write(&self.resampler.finish())?;
+        self.wav.finish()?;
+        Ok(self.written)
+    }
+}
+
+/// Whole-file formats: read, validate everything, then decode.
+fn render_array<B: Backend, W: std::io::Write + std::io::Seek>(codec: &Codec<B>, path: &Path, format: TokenFormat, sink: &mut Sink<W>) -> Result<usize> {
+    let mut bytes = Vec::new();
+    if path == Path::new("-") {
+        std::io::stdin().read_to_end(&mut bytes).context("cannot read stdin")?;
+    } else {
+        bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    }
+    let meta_path = npy_metadata_path(path);
+    let meta = if format == TokenFormat::Npy && meta_path.exists() {
+        Some(std::fs::read_to_string(&meta_path).with_context(|| format!("cannot read {}", meta_path.display()))?)
+    } else {
+        None
+    };
+    let raw = tokens::read(format, &bytes, meta.as_deref())?;
+    let tokens = raw.into_tokens(codec.config(), codec.model_id())?;
+    if tokens.codes.is_empty() {
+        bail!("the token array holds no frames");
+    }
+    sink.limit = tokens.meta.samples;
+    let mut decoder = codec.stream_decoder();
+    let frames = tokens.codes.frames();
+    for start in (0..frames).step_by(MAX_FRAMES_PER_STEP * 20) {
+        check_interrupt()?;
+        let count = (MAX_FRAMES_PER_STEP * 20).min(frames - start);
+        sink.push(&decoder.push(&tokens.codes.slice_frames(start, count))?)?;
+    }
+    Ok(frames)
+}
+
+/// JSON Lines: frames are parsed on a reader thread and decoded as soon as they arrive, a
+/// few at a time when several are already waiting.
+fn render_jsonl<B: Backend, W: std::io::Write + std::io::Seek>(codec: &Codec<B>, input: Box<dyn BufRead + Send>, sink: &mut Sink<W>) -> Result<usize> {
+    let mut frames = JsonlFrames::new(input, codec.config(), codec.model_id())?;
+    sink.limit = frames.meta().and_then(|m| m.samples);
+    let (send, receive) = mpsc::sync_channel::<tokenwave::Result<Vec<u16>>>(4 * MAX_FRAMES_PER_STEP);
+    std::thread::spawn(move || {
+        loop {
+            let next = frames.next_frame().transpose();
+            let stop = !matches!(next, Some(Ok(_)));
+            if let Some(item) = next
+                && send.send(item).is_err()
+            {
+                return;
+            }
+            if stop {
+                return;
+            }
+        }
+    });
+    let mut decoder = codec.stream_decoder();
+    let mut total = 0;
+    while let Ok(first) = receive.recv() {
+        check_interrupt()?;
+        let first = first?;
+        let stages = first.len();
+        let mut data = first;
+        while data.len() < MAX_FRAMES_PER_STEP * stages {
+            match receive.try_recv() {
+                Ok(frame) => data.extend(frame?),
+                Err(_) => break,
+            }
+        }
+        let codes = Codes::from_frame_major(stages, data)?;
+        total += codes.frames();
+        sink.push(&decoder.push(&codes)?)?;
+    }
+    if total == 0 {
+        bail!("the token stream holds no frames");
+    }
+    Ok(total)
+}

@@ -1,0 +1,128 @@
+//! `tokenwave tokens …`: codes as arrays for TTS and speech-LM pipelines.
+
+mod batch;
+mod decode;
+mod export;
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Result, bail};
+use burn::tensor::backend::Backend;
+use clap::{Args, Subcommand, ValueEnum};
+use tokenwave::audio::AudioSource;
+use tokenwave::tokens::{Layout, TokenFormat, TokenMeta, Tokens, npy_metadata_path};
+use tokenwave::{Codec, Codes};
+
+use super::output::Output;
+use super::{Global, check_interrupt};
+
+#[derive(Args)]
+pub struct TokensArgs {
+    #[command(subcommand)]
+    command: TokensCommand,
+}
+
+#[derive(Subcommand)]
+enum TokensCommand {
+    /// Encode audio files to token arrays (npy, safetensors or jsonl) with their metadata.
+    Export(export::ExportArgs),
+    /// Render token arrays (from tokenwave or a generator) to WAV, or play them.
+    Decode(decode::DecodeArgs),
+    /// Tokenize a dataset: resumable, shardable across a Slurm or Kubernetes array job.
+    Batch(batch::BatchArgs),
+}
+
+pub fn run<B: Backend>(args: &TokensArgs, global: &Global, device: B::Device) -> Result<()> {
+    match &args.command {
+        TokensCommand::Export(args) => export::run::<B>(args, global, device),
+        TokensCommand::Decode(args) => decode::run::<B>(args, global, device),
+        TokensCommand::Batch(args) => batch::run::<B>(args, global, device),
+    }
+}
+
+/// `--format` values.
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// numpy .npy (int16), metadata in NAME.npy.json beside it.
+    Npy,
+    /// .safetensors: tensor "codes" (int16), metadata inside.
+    Safetensors,
+    /// JSON Lines: a metadata line, then one array of codes per frame.
+    Jsonl,
+}
+
+impl From<FormatArg> for TokenFormat {
+    fn from(format: FormatArg) -> Self {
+        match format {
+            FormatArg::Npy => TokenFormat::Npy,
+            FormatArg::Safetensors => TokenFormat::Safetensors,
+            FormatArg::Jsonl => TokenFormat::Jsonl,
+        }
+    }
+}
+
+/// `--layout` values.
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum, Default)]
+pub enum LayoutArg {
+    /// [stages, frames]: one row per quantizer stage.
+    #[default]
+    Stages,
+    /// [frames * stages], frame-major, stage s offset by s * codebook size (one LM vocabulary).
+    Flat,
+}
+
+impl From<LayoutArg> for Layout {
+    fn from(layout: LayoutArg) -> Self {
+        match layout {
+            LayoutArg::Stages => Layout::Stages,
+            LayoutArg::Flat => Layout::Flat,
+        }
+    }
+}
+
+/// Samples handed to the encoder at once (2 s at 16 kHz).
+const ENCODE_BATCH: usize = 32_000;
+
+/// Encodes the audio file at `path` into tokens with `stages` codes per frame.
+pub fn tokenize<B: Backend>(codec: &Codec<B>, path: &Path, stages: usize, layout: Layout) -> Result<Tokens> {
+    let mut source = AudioSource::open(path, codec.config().sample_rate)?;
+    let mut encoder = codec.stream_encoder(stages)?;
+    let mut codes = Codes::empty(stages);
+    let mut pending = Vec::with_capacity(ENCODE_BATCH);
+    while let Some(piece) = source.next_chunk()? {
+        check_interrupt()?;
+        pending.extend_from_slice(&piece);
+        if pending.len() >= ENCODE_BATCH {
+            codes.extend(&encoder.push(&pending)?)?;
+            pending.clear();
+        }
+    }
+    codes.extend(&encoder.push(&pending)?)?;
+    let samples = encoder.samples_in();
+    if samples == 0 {
+        bail!("{}: the file contains no audio samples", path.display());
+    }
+    codes.extend(&encoder.flush())?;
+    let meta = TokenMeta::new(codec.config(), codec.model_id(), stages, layout, Some(samples));
+    Ok(Tokens { meta, codes })
+}
+
+/// Writes `tokens` to `path` (`-`: stdout) so that it appears whole or not at all; for
+/// `.npy` the metadata file is written first, so an existing `.npy` means a complete pair.
+pub fn write_tokens(tokens: &Tokens, format: TokenFormat, path: &Path) -> Result<()> {
+    if format == TokenFormat::Npy {
+        if path == Path::new("-") {
+            bail!("npy keeps its metadata in a file beside the array; use --format safetensors or jsonl for stdout");
+        }
+        let mut meta = Output::create(&npy_metadata_path(path))?;
+        meta.file().write_all(tokens.meta_json().as_bytes())?;
+        meta.commit()?;
+    }
+    let mut output = Output::create(path)?;
+    let mut writer = std::io::BufWriter::new(output.file());
+    tokens.write(format, &mut writer)?;
+    writer.flush()?;
+    drop(writer);
+    output.commit()
+}

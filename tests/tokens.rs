@@ -1,0 +1,279 @@
+//! `tokenwave tokens`: export, decode and batch as a pipeline uses them, the formats read
+//! by numpy and the safetensors package, and every malformed array refused by position.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use npyz::WriterBuilder;
+use tempfile::TempDir;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tokenwave");
+const SPEECH: &str = "samples/speech_nl.ogg";
+
+fn tokenwave(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).stdin(Stdio::null()).output().expect("binary runs")
+}
+
+fn tokenwave_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(BIN);
+    command.args(args).stdin(Stdio::null());
+    for var in ["SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN", "JOB_COMPLETION_INDEX"] {
+        command.env_remove(var);
+    }
+    command.envs(env.iter().copied()).output().expect("binary runs")
+}
+
+fn ok(out: Output) -> Output {
+    assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+fn path(dir: &TempDir, name: &str) -> String {
+    dir.path().join(name).to_str().unwrap().to_string()
+}
+
+fn pcm(path: &str) -> Vec<i16> {
+    hound::WavReader::open(path).unwrap().into_samples::<i16>().map(Result::unwrap).collect()
+}
+
+/// One stderr line naming `needle`, a non-zero exit, and no file `target`.
+fn assert_refused(out: &Output, needle: &str, target: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected failure; stderr: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line expected: {stderr}");
+    assert!(stderr.contains(needle), "expected {needle:?} in: {stderr}");
+    assert!(!Path::new(target).exists(), "{target} was written");
+}
+
+/// Reference audio: the same clip through `encode` and `decode` of a .tkw file.
+fn reference(dir: &TempDir, kbps: &str) -> Vec<i16> {
+    let (tkw, wav) = (path(dir, &format!("ref{kbps}.tkw")), path(dir, &format!("ref{kbps}.wav")));
+    ok(tokenwave(&["encode", SPEECH, &tkw, "--kbps", kbps, "-q"]));
+    ok(tokenwave(&["decode", &tkw, &wav, "-q"]));
+    pcm(&wav)
+}
+
+#[test]
+fn export_then_decode_matches_the_tkw_path_in_every_format_and_layout() {
+    let dir = TempDir::new().unwrap();
+    let expected = reference(&dir, "3");
+    for (name, layout) in [("a.npy", "stages"), ("b.safetensors", "flat"), ("c.jsonl", "stages"), ("d.npy", "flat")] {
+        let tokens = path(&dir, name);
+        ok(tokenwave(&["tokens", "export", SPEECH, "--out", &tokens, "--layout", layout, "--kbps", "3", "-q"]));
+        let wav = path(&dir, &format!("{name}.wav"));
+        ok(tokenwave(&["tokens", "decode", &tokens, &wav, "-q"]));
+        assert_eq!(pcm(&wav), expected, "{name} ({layout})");
+    }
+    let meta: serde_json::Value = serde_json::from_str(&fs::read_to_string(path(&dir, "a.npy.json")).unwrap()).unwrap();
+    assert_eq!(meta["stages"], 6);
+    assert_eq!(meta["layout"], "stages");
+    assert_eq!(meta["samples"], 139_198);
+}
+
+#[test]
+fn jsonl_on_stdin_is_rendered_as_it_arrives() {
+    let dir = TempDir::new().unwrap();
+    let expected = reference(&dir, "1.5");
+    let tokens = path(&dir, "t.jsonl");
+    ok(tokenwave(&["tokens", "export", SPEECH, "--out", &tokens, "--kbps", "1.5", "-q"]));
+    let wav = path(&dir, "t.wav");
+    let mut child = Command::new(BIN)
+        .args(["tokens", "decode", "-", &wav, "-q"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let text = fs::read_to_string(&tokens).unwrap();
+    for (i, line) in text.lines().enumerate() {
+        writeln!(stdin, "{line}").unwrap();
+        if i % 100 == 0 {
+            stdin.flush().unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let decoded = pcm(&wav);
+    assert_eq!(decoded.len(), expected.len());
+    // Frames arrive in pieces of varying size, which changes float summation order: at most
+    // one 16-bit step apart from the file path.
+    let worst = decoded.iter().zip(&expected).map(|(a, b)| (i32::from(*a) - i32::from(*b)).abs()).max().unwrap();
+    assert!(worst <= 1, "differs by {worst}");
+}
+
+fn write_npy<T: npyz::AutoSerialize + Copy>(path: &str, shape: &[u64], values: &[T]) {
+    let mut file = fs::File::create(path).unwrap();
+    let mut writer = npyz::WriteOptions::new().default_dtype().shape(shape).writer(&mut file).begin_nd().unwrap();
+    writer.extend(values.iter().copied()).unwrap();
+    writer.finish().unwrap();
+}
+
+#[test]
+fn malformed_token_arrays_are_refused_naming_the_position() {
+    let dir = TempDir::new().unwrap();
+    let out = path(&dir, "out.wav");
+    let decode = |input: &str| tokenwave(&["tokens", "decode", input, &out]);
+
+    let mut values = vec![0i16; 3 * 10];
+    values[2 * 10 + 5] = 1024;
+    let bad = path(&dir, "code.npy");
+    write_npy(&bad, &[3, 10], &values);
+    assert_refused(&decode(&bad), "frame 5, stage 2: value 1024", &out);
+
+    let bad = path(&dir, "stages.npy");
+    write_npy(&bad, &[13, 4], &vec![0i16; 52]);
+    assert_refused(&decode(&bad), "13 stages", &out);
+
+    let bad = path(&dir, "float.npy");
+    write_npy(&bad, &[2, 4], &[0f32; 8]);
+    assert_refused(&decode(&bad), "must be integers", &out);
+
+    let bad = path(&dir, "cube.npy");
+    write_npy(&bad, &[2, 2, 2], &[0i16; 8]);
+    assert_refused(&decode(&bad), "not 3", &out);
+
+    let bad = path(&dir, "flat.npy");
+    write_npy(&bad, &[4], &[5i64, 1030, 7, 900]);
+    assert_refused(&decode(&bad), "frame 1, stage 1: value 900", &out);
+
+    let bad = path(&dir, "short.npy");
+    write_npy(&bad, &[2, 400], &vec![1i16; 800]);
+    let bytes = fs::read(&bad).unwrap();
+    fs::write(&bad, &bytes[..bytes.len() - 100]).unwrap();
+    assert_refused(&decode(&bad), "holds only", &out);
+
+    let good = path(&dir, "good.npy");
+    ok(tokenwave(&["tokens", "export", SPEECH, "--out", &good, "-q"]));
+    let meta = path(&dir, "good.npy.json");
+    let text = fs::read_to_string(&meta).unwrap();
+    let id = serde_json::from_str::<serde_json::Value>(&text).unwrap()["model_id"].as_str().unwrap().to_string();
+    fs::write(&meta, text.replace(&id, "00112233445566778899aabbccddeeff")).unwrap();
+    assert_refused(&decode(&good), "encoded with model 00112233445566778899aabbccddeeff", &out);
+    fs::write(&meta, "{ not json").unwrap();
+    assert_refused(&decode(&good), "metadata file is not valid", &out);
+
+    let bad = path(&dir, "ragged.jsonl");
+    fs::write(&bad, "[1, 2, 3]\n[4, 5, 6]\n[7, 8]\n").unwrap();
+    assert_refused(&decode(&bad), "line 3: a frame of 2 codes", &out);
+    fs::write(&bad, "[1, 2, 3]\n[4, 5, 6000]\n").unwrap();
+    assert_refused(&decode(&bad), "frame 1, stage 2: value 6000", &out);
+    fs::write(&bad, "[1, 2, 3]\n[4, \"x\", 6]\n").unwrap();
+    assert_refused(&decode(&bad), "line 2", &out);
+
+    let bad = path(&dir, "junk.safetensors");
+    fs::write(&bad, b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header}").unwrap();
+    assert_refused(&decode(&bad), "not a valid safetensors file", &out);
+
+    let bad = path(&dir, "codes.bin");
+    fs::write(&bad, b"1234").unwrap();
+    assert_refused(&decode(&bad), "give --format", &out);
+    assert_refused(&decode(&path(&dir, "missing.npy")), "missing.npy", &out);
+}
+
+#[test]
+fn an_array_written_by_numpy_decodes_and_numpy_reads_our_files() {
+    let python = std::env::var("TOKENWAVE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let probe = Command::new(&python).args(["-c", "import numpy, safetensors"]).output();
+    if !probe.is_ok_and(|p| p.status.success()) {
+        assert!(
+            std::env::var_os("TOKENWAVE_REQUIRE_INTEROP").is_none(),
+            "TOKENWAVE_REQUIRE_INTEROP is set but {python} cannot import numpy and safetensors"
+        );
+        eprintln!("skipped: {python} lacks numpy/safetensors (CI installs them and sets TOKENWAVE_REQUIRE_INTEROP)");
+        return;
+    }
+    let dir = TempDir::new().unwrap();
+    let (npy, st, flat) = (path(&dir, "a.npy"), path(&dir, "a.safetensors"), path(&dir, "f.npy"));
+    ok(tokenwave(&["tokens", "export", SPEECH, "--out", &npy, "--kbps", "3", "-q"]));
+    ok(tokenwave(&["tokens", "export", SPEECH, "--out", &st, "--kbps", "3", "-q"]));
+    ok(tokenwave(&["tokens", "export", SPEECH, "--out", &flat, "--kbps", "3", "--layout", "flat", "-q"]));
+    let script = r#"
+import json, sys
+import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import load_file
+npy, st, flat, out = sys.argv[1:5]
+a = np.load(npy)
+meta = json.load(open(npy + ".json"))
+assert a.dtype == np.int16 and a.shape == (6, 435), (a.dtype, a.shape)
+assert meta["stages"] == 6 and a.min() >= 0 and a.max() < meta["codebook_size"]
+t = load_file(st)["codes"]
+assert t.dtype == np.int16 and (t == a).all()
+with safe_open(st, "np") as f:
+    assert json.loads(f.metadata()["tokenwave.tokens"])["layout"] == "stages"
+f = np.load(flat)
+offsets = np.arange(6) * meta["codebook_size"]
+assert f.shape == (6 * 435,) and (f.reshape(435, 6) - offsets == a.T).all()
+np.save(out, a.astype(np.int64))
+"#;
+    let from_numpy = path(&dir, "numpy.npy");
+    let run = Command::new(&python).args(["-c", script, &npy, &st, &flat, &from_numpy]).output().unwrap();
+    assert!(run.status.success(), "python: {}", String::from_utf8_lossy(&run.stderr));
+    let (mine, theirs) = (path(&dir, "mine.wav"), path(&dir, "numpy.wav"));
+    ok(tokenwave(&["tokens", "decode", &npy, &mine, "-q"]));
+    ok(tokenwave(&["tokens", "decode", &from_numpy, &theirs, "-q"]));
+    let (mine, theirs) = (pcm(&mine), pcm(&theirs));
+    // Without metadata numpy's array renders whole frames: 2 samples of padding more.
+    assert_eq!(theirs.len(), 435 * 320);
+    assert_eq!(&theirs[..mine.len()], &mine[..]);
+}
+
+#[test]
+fn batch_shards_resume_and_survive_a_bad_file() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    fs::create_dir_all(data.join("spk1")).unwrap();
+    fs::copy(SPEECH, data.join("spk1/a.ogg")).unwrap();
+    fs::copy("samples/speech_cs.wav", data.join("spk1/b.wav")).unwrap();
+    fs::copy("samples/speech_nl2.mp3", data.join("c.mp3")).unwrap();
+    fs::write(data.join("spk1/broken.wav"), b"RIFF\x10\x00\x00\x00WAVEjunkjunk").unwrap();
+    let out = path(&dir, "tokens");
+    let data = data.to_str().unwrap();
+
+    let mut outputs = Vec::new();
+    for shard in ["0/2", "1/2"] {
+        let run = tokenwave_env(&["tokens", "batch", "--manifest", data, "--out", &out, "--shard", shard, "--json"], &[]);
+        let summary: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+        outputs.push(summary["encoded"].as_u64().unwrap());
+        if summary["failed"] == 1 {
+            assert!(!run.status.success());
+            assert!(String::from_utf8_lossy(&run.stderr).contains("broken.wav"));
+        } else {
+            assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        }
+    }
+    assert_eq!(outputs.iter().sum::<u64>(), 3, "every good file in exactly one shard: {outputs:?}");
+    for name in ["spk1/a.ogg.npy", "spk1/b.wav.npy", "c.mp3.npy", "spk1/a.ogg.npy.json"] {
+        assert!(Path::new(&out).join(name).exists(), "{name} missing");
+    }
+    assert!(!Path::new(&out).join("spk1/broken.wav.npy").exists());
+
+    // A re-run (here as a one-task Slurm array) skips what is done and retries the failure.
+    let run = tokenwave_env(
+        &["tokens", "batch", "--manifest", data, "--out", &out, "--json"],
+        &[("SLURM_ARRAY_TASK_ID", "5"), ("SLURM_ARRAY_TASK_MIN", "5"), ("SLURM_ARRAY_TASK_COUNT", "1")],
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!((summary["skipped_existing"].as_u64(), summary["encoded"].as_u64()), (Some(3), Some(0)));
+    assert_eq!(summary["failed"], 1);
+
+    let manifest = dir.path().join("list.txt");
+    fs::write(&manifest, "# two files\ndata/spk1/a.ogg\n\ndata/c.mp3  # mp3\n").unwrap();
+    let out2 = path(&dir, "tokens2");
+    let run = tokenwave_env(
+        &["tokens", "batch", "--manifest", manifest.to_str().unwrap(), "--out", &out2, "--format", "safetensors", "--jobs", "2", "--json"],
+        &[],
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&ok(run).stdout).unwrap();
+    assert_eq!(summary["encoded"], 2);
+    assert!(Path::new(&out2).join("data/spk1/a.ogg.safetensors").exists());
+
+    let refused = tokenwave_env(&["tokens", "batch", "--manifest", data, "--out", &out2], &[("JOB_COMPLETION_INDEX", "1")]);
+    assert_refused(&refused, "give --shards N", "/nonexistent");
+    let refused = tokenwave_env(&["tokens", "batch", "--manifest", data, "--out", &out2, "--shard", "2/2"], &[]);
+    assert_refused(&refused, "shard 2/2 does not exist", "/nonexistent");
+}
