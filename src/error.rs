@@ -48,6 +48,9 @@ pub enum Error {
     /// A token file (npy, safetensors, jsonl) is malformed or does not fit the model.
     #[error("tokens: {0}")]
     Tokens(String),
+    /// An audio device is missing or failed.
+    #[error("{0}")]
+    Device(String),
     /// A weights file is unusable.
     #[error("model weights: {0}")]
     Weights(String),

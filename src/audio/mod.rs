@@ -1,11 +1,13 @@
 //! Audio in and out: decoding files to mono samples at the model's rate, and writing WAV.
 
+mod device;
 mod read;
 mod resample;
 mod write;
 
 use std::path::{Path, PathBuf};
 
+pub use device::{DeviceInfo, Speaker, output_devices};
 pub use read::AudioReader;
 pub use resample::Resampler;
 pub use write::WavSink;

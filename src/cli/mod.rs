@@ -2,6 +2,7 @@
 //! compute device, progress bars, Ctrl-C.
 
 mod decode;
+mod devices;
 mod encode;
 mod info;
 mod init_model;
@@ -80,6 +81,8 @@ enum Command {
     InitModel(init_model::InitModelArgs),
     /// Train a model on directories of audio; resumable with --resume.
     Train(train::TrainArgs),
+    /// List the audio devices.
+    Devices,
     /// Codes as arrays for TTS and speech-LM pipelines: export, decode, batch.
     Tokens(tokens::TokensArgs),
 }
@@ -113,6 +116,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::InitModel(args) => init_model::run(&args),
         Command::Info(args) => info::run(&args, &cli.global),
+        Command::Devices => devices::run(&cli.global),
         Command::Train(args) => train::run(&args, &cli.global),
         command => match cli.global.device {
             DeviceKind::Cpu => dispatch::<tokenwave::CpuBackend>(command, &cli.global, Default::default()),
@@ -157,7 +161,7 @@ fn dispatch<B: Backend>(command: Command, global: &Global, device: B::Device) ->
         Command::Decode(args) => decode::run::<B>(&args, global, device),
         Command::Roundtrip(args) => roundtrip::run::<B>(&args, global, device),
         Command::Tokens(args) => tokens::run::<B>(&args, global, device),
-        Command::Info(_) | Command::InitModel(_) | Command::Train(_) => unreachable!("handled before choosing a device"),
+        Command::Info(_) | Command::InitModel(_) | Command::Train(_) | Command::Devices => unreachable!("handled before choosing a device"),
     }
 }
 

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::backend::Backend;
 use clap::Args;
 use serde_json::json;
-use tokenwave::audio::{Resampler, WavSink};
+use tokenwave::audio::{Resampler, Speaker, WavSink};
 use tokenwave::tokens::{self, JsonlFrames, TokenFormat, npy_metadata_path};
 use tokenwave::{Codec, Codes};
 
@@ -22,8 +22,15 @@ pub struct DecodeArgs {
     /// Token file (npy, safetensors, jsonl), or `-` for JSON Lines on stdin, rendered frame by
     /// frame as the lines arrive.
     input: PathBuf,
-    /// Output WAV file (`-` for stdout).
-    output: PathBuf,
+    /// Output WAV file (`-` for stdout); optional with --play.
+    #[arg(required_unless_present = "play")]
+    output: Option<PathBuf>,
+    /// Play through the speaker as frames are rendered.
+    #[arg(long)]
+    play: bool,
+    /// Output device for --play (default: the system's; `tokenwave devices` lists them).
+    #[arg(long, value_name = "NAME", requires = "play")]
+    output_device: Option<String>,
     /// Input format (default: from the extension; jsonl for stdin).
     #[arg(long, value_enum)]
     format: Option<FormatArg>,
@@ -44,24 +51,38 @@ pub fn run<B: Backend>(args: &DecodeArgs, global: &Global, device: B::Device) ->
             format!("cannot tell the format of {} from its extension; give --format", args.input.display())
         })?,
     };
-    let mut output = Output::create(&args.output)?;
-    let rate = args.rate.unwrap_or(codec.config().sample_rate);
-    let mut sink = Sink { wav: WavSink::new(BufWriter::new(output.file()), rate)?, resampler: Resampler::new(codec.config().sample_rate, rate)?, written: 0, limit: None };
+    let model_rate = codec.config().sample_rate;
+    let rate = args.rate.unwrap_or(model_rate);
+    let mut output = args.output.as_deref().map(Output::create).transpose()?;
+    let wav = match output.as_mut() {
+        Some(output) => Some((WavSink::new(BufWriter::new(output.file()), rate)?, Resampler::new(model_rate, rate)?)),
+        None => None,
+    };
+    let speaker = if args.play { Some(Speaker::open(args.output_device.as_deref(), model_rate)?) } else { None };
+    let mut sink = Sink { wav, speaker, written: 0, limit: None };
     let started = Instant::now();
     let frames = match format {
         TokenFormat::Jsonl => render_jsonl(&codec, open(&args.input)?, &mut sink),
         format => render_array(&codec, &args.input, format, &mut sink),
     }
     .with_context(|| format!("cannot decode {}", args.input.display()))?;
-    let samples = sink.finish()?;
-    output.commit()?;
+    let (samples, underruns) = sink.finish()?;
+    if let Some(output) = output {
+        output.commit()?;
+    }
     let seconds = samples as f64 / f64::from(codec.config().sample_rate);
     let work = started.elapsed().as_secs_f64();
     report(
         global,
-        args.output == Path::new("-"),
-        json!({ "input": args.input, "output": args.output, "frames": frames, "seconds": seconds, "rate": rate }),
-        format!("rendered {frames} frames, {seconds:.2} s of audio, {:.1}x real time", seconds / work),
+        args.output.as_deref() == Some(Path::new("-")),
+        json!({
+            "input": args.input, "output": args.output, "frames": frames, "seconds": seconds, "rate": rate,
+            "played": args.play, "underruns": underruns,
+        }),
+        match underruns {
+            Some(n) => format!("played {frames} frames, {seconds:.2} s of audio ({n} underruns)"),
+            None => format!("rendered {frames} frames, {seconds:.2} s of audio, {:.1}x real time", seconds / work),
+        },
     );
     Ok(())
 }
@@ -74,10 +95,11 @@ fn open(path: &Path) -> Result<Box<dyn BufRead + Send>> {
     Ok(Box::new(BufReader::new(file)))
 }
 
-/// Decoded audio on its way to the WAV, cut at the length the metadata gives.
+/// Decoded audio on its way to the WAV and/or the speaker, cut at the length the
+/// metadata gives.
 struct Sink<W: std::io::Write + std::io::Seek> {
-    wav: WavSink<W>,
-    resampler: Resampler,
+    wav: Option<(WavSink<W>, Resampler)>,
+    speaker: Option<Speaker>,
     written: u64,
     limit: Option<u64>,
 }
@@ -87,14 +109,31 @@ impl<W: std::io::Write + std::io::Seek> Sink<W> {
         let room = self.limit.map_or(samples.len() as u64, |limit| limit.saturating_sub(self.written));
         let take = &samples[..samples.len().min(room as usize)];
         self.written += take.len() as u64;
-        self.wav.write(&self.resampler.process(take))?;
+        if let Some((wav, resampler)) = &mut self.wav {
+            wav.write(&resampler.process(take))?;
+        }
+        if let Some(speaker) = &mut self.speaker {
+            speaker.play(take)?;
+        }
         Ok(())
     }
 
-    fn finish(mut self) -> Result<u64> {
-        self.wav.write(&self.resampler.finish())?;
-        self.wav.finish()?;
-        Ok(self.written)
+    /// Completes the WAV and plays out the speaker; returns the samples rendered and the
+    /// speaker's underruns.
+    fn finish(self) -> Result<(u64, Option<u64>)> {
+        if let Some((mut wav, mut resampler)) = self.wav {
+            wav.write(&resampler.finish())?;
+            wav.finish()?;
+        }
+        let underruns = match self.speaker {
+            Some(speaker) => {
+                let underruns = speaker.underruns();
+                speaker.finish()?;
+                Some(underruns)
+            }
+            None => None,
+        };
+        Ok((self.written, underruns))
     }
 }
 
