@@ -89,11 +89,12 @@ pub fn tokenize<B: Backend>(codec: &Codec<B>, path: &Path, stages: usize, layout
     let mut source = AudioSource::open(path, codec.config().sample_rate)?;
     let mut encoder = codec.stream_encoder(stages)?;
     let mut codes = Codes::empty(stages);
-    let mut pending = Vec::with_capacity(ENCODE_BATCH);
+    let batch: usize = std::env::var("TW_BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(ENCODE_BATCH);
+    let mut pending = Vec::with_capacity(batch);
     while let Some(piece) = source.next_chunk()? {
         check_interrupt()?;
         pending.extend_from_slice(&piece);
-        if pending.len() >= ENCODE_BATCH {
+        if pending.len() >= batch {
             codes.extend(&encoder.push(&pending)?)?;
             pending.clear();
         }
