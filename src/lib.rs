@@ -19,6 +19,7 @@ pub mod bitstream;
 pub mod codec;
 mod codes;
 mod error;
+pub mod eval;
 pub mod model;
 pub mod tokens;
 pub mod train;

@@ -4,9 +4,11 @@
 mod decode;
 mod devices;
 mod encode;
+mod eval;
 mod info;
 mod init_model;
 mod output;
+mod plot;
 mod roundtrip;
 mod tokens;
 mod train;
@@ -83,6 +85,9 @@ enum Command {
     Train(train::TrainArgs),
     /// List the audio devices.
     Devices,
+    /// Measure quality (STOI, ESTOI, SI-SDR, log-mel, real bitrate, speed) on clips, optionally
+    /// next to Opus and Codec2.
+    Eval(eval::EvalArgs),
     /// Codes as arrays for TTS and speech-LM pipelines: export, decode, batch.
     Tokens(tokens::TokensArgs),
 }
@@ -161,6 +166,7 @@ fn dispatch<B: Backend>(command: Command, global: &Global, device: B::Device) ->
         Command::Decode(args) => decode::run::<B>(&args, global, device),
         Command::Roundtrip(args) => roundtrip::run::<B>(&args, global, device),
         Command::Tokens(args) => tokens::run::<B>(&args, global, device),
+        Command::Eval(args) => eval::run::<B>(&args, global, device),
         Command::Info(_) | Command::InitModel(_) | Command::Train(_) | Command::Devices => unreachable!("handled before choosing a device"),
     }
 }

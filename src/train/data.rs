@@ -145,7 +145,9 @@ impl Corpus {
     }
 }
 
-fn is_validation(path: &Path) -> bool {
+/// True for files the trainer holds out for validation (a fixed hash of the path, plus
+/// the sources of `samples/`): `tokenwave eval --split validation` measures on these.
+pub fn is_validation(path: &Path) -> bool {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     ALWAYS_HELD_OUT.contains(&name) || crc32fast::hash(path.to_string_lossy().as_bytes()) % 100 < VALIDATION_PERCENT
 }

@@ -105,23 +105,10 @@ fn dft_basis<B: Backend>(n_fft: usize, device: &B::Device) -> Tensor<B, 2> {
     Tensor::from_data(TensorData::new(basis, [n_fft, 2 * bins]), device)
 }
 
-/// Triangular filters on the HTK mel scale from 0 Hz to Nyquist, `[bins, mels]`.
+/// The mel filterbank of [`crate::eval::mel_filterbank`] as a tensor, `[bins, mels]`.
 fn mel_filters<B: Backend>(n_fft: usize, sample_rate: u32, mels: usize, device: &B::Device) -> Tensor<B, 2> {
-    let bins = n_fft / 2 + 1;
-    let to_mel = |hz: f64| 2595.0 * (1.0 + hz / 700.0).log10();
-    let to_hz = |mel: f64| 700.0 * (10f64.powf(mel / 2595.0) - 1.0);
-    let top = to_mel(f64::from(sample_rate) / 2.0);
-    let edges: Vec<f64> = (0..mels + 2).map(|i| to_hz(top * i as f64 / (mels + 1) as f64)).collect();
-    let mut filters = vec![0f32; bins * mels];
-    for m in 0..mels {
-        let (lo, mid, hi) = (edges[m], edges[m + 1], edges[m + 2]);
-        for b in 0..bins {
-            let hz = b as f64 * f64::from(sample_rate) / n_fft as f64;
-            let w = if hz <= lo || hz >= hi { 0.0 } else if hz <= mid { (hz - lo) / (mid - lo) } else { (hi - hz) / (hi - mid) };
-            filters[b * mels + m] = w as f32;
-        }
-    }
-    Tensor::from_data(TensorData::new(filters, [bins, mels]), device)
+    let filters = crate::eval::mel_filterbank(n_fft, sample_rate, mels);
+    Tensor::from_data(TensorData::new(filters, [n_fft / 2 + 1, mels]), device)
 }
 
 #[cfg(test)]

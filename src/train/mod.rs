@@ -6,6 +6,7 @@ mod loss;
 mod trainer;
 mod vq;
 
+pub use data::is_validation;
 pub use loss::SpectralLoss;
 pub use trainer::{Event, StepLog, TrainOptions, ValidationLog, train};
 pub use vq::StageStats;

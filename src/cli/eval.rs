@@ -1,0 +1,340 @@
+//! `tokenwave eval`: objective quality of the codec on a set of clips, optionally side by
+//! side with Opus (opus-tools) and Codec2 (c2enc/c2dec) on the same clips.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::backend::Backend;
+use clap::{Args, ValueEnum};
+use serde_json::json;
+use tokenwave::audio::{AudioSource, Resampler, find_audio_files};
+use tokenwave::bitstream::{Header, TkwWriter};
+use tokenwave::eval::{LogMel, si_sdr, stoi};
+use tokenwave::{Codec, Codes};
+
+use super::{Global, check_interrupt, load_codec, report};
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// Audio files or directories (searched recursively).
+    #[arg(long, required = true, num_args = 1.., value_name = "PATH")]
+    data: Vec<PathBuf>,
+    /// Bitrates to measure, comma-separated (rounded to whole quantizer stages).
+    #[arg(long, value_delimiter = ',', default_values_t = [1.5, 3.0, 6.0])]
+    kbps: Vec<f64>,
+    /// Also run these codecs on the same clips: Opus at 6, 9 and 12 kbps, Codec2 at 1600 and 3200 bps.
+    #[arg(long, value_delimiter = ',', value_enum)]
+    compare: Vec<Other>,
+    /// Only the files the trainer holds out (`validation`), or all of them.
+    #[arg(long, value_enum, default_value_t = Split::All)]
+    split: Split,
+    /// At most this many clips (in path order).
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+    /// Clips are cut to this many seconds (long files would dominate the means).
+    #[arg(long, value_name = "S", default_value_t = 10.0)]
+    max_seconds: f64,
+    /// Write spectrograms of the first clip (original, then each of our bitrates) to this PNG.
+    #[arg(long, value_name = "PNG")]
+    plot: Option<PathBuf>,
+}
+
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+enum Other {
+    Opus,
+    Codec2,
+}
+
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+enum Split {
+    All,
+    Validation,
+}
+
+/// Scores of one system on one clip.
+#[derive(Clone, Default)]
+struct Scores {
+    kbps: f64,
+    stoi: f64,
+    estoi: f64,
+    si_sdr: f64,
+    log_mel: f64,
+    rtf: f64,
+}
+
+impl Scores {
+    fn measure(reference: &[f32], decoded: &[f32], mel: &LogMel, kbps: f64, rtf: f64) -> Result<Self> {
+        let decoded = align(reference, decoded);
+        Ok(Self {
+            kbps,
+            stoi: stoi(reference, &decoded, 16_000, false)?,
+            estoi: stoi(reference, &decoded, 16_000, true)?,
+            si_sdr: si_sdr(reference, &decoded),
+            log_mel: mel.l1(reference, &decoded),
+            rtf,
+        })
+    }
+
+    fn mean(all: &[Scores]) -> Scores {
+        let n = all.len().max(1) as f64;
+        let avg = |f: fn(&Scores) -> f64| all.iter().map(f).sum::<f64>() / n;
+        Scores {
+            kbps: avg(|s| s.kbps),
+            stoi: avg(|s| s.stoi),
+            estoi: avg(|s| s.estoi),
+            si_sdr: avg(|s| s.si_sdr),
+            log_mel: avg(|s| s.log_mel),
+            rtf: avg(|s| s.rtf),
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        json!({ "real_kbps": self.kbps, "stoi": self.stoi, "estoi": self.estoi, "si_sdr": self.si_sdr,
+                "log_mel_l1": self.log_mel, "rtf": self.rtf })
+    }
+}
+
+/// Shifts `decoded` by the lag (within ±40 ms) that best matches `reference`, so codecs with
+/// a delay are not punished for it; applied to every system alike.
+fn align(reference: &[f32], decoded: &[f32]) -> Vec<f32> {
+    const MAX_LAG: usize = 640;
+    let n = reference.len().min(decoded.len());
+    let score = |lag: isize| -> f64 {
+        (0..n)
+            .step_by(2)
+            .filter_map(|i| {
+                let j = i as isize + lag;
+                (j >= 0 && (j as usize) < decoded.len()).then(|| f64::from(reference[i]) * f64::from(decoded[j as usize]))
+            })
+            .sum()
+    };
+    let lag = (-(MAX_LAG as isize)..=MAX_LAG as isize).max_by(|&a, &b| score(a).total_cmp(&score(b))).unwrap_or(0);
+    (0..reference.len())
+        .map(|i| {
+            let j = i as isize + lag;
+            if j >= 0 && (j as usize) < decoded.len() { decoded[j as usize] } else { 0.0 }
+        })
+        .collect()
+}
+
+pub fn run<B: Backend>(args: &EvalArgs, global: &Global, device: B::Device) -> Result<()> {
+    let codec = load_codec::<B>(global, device)?;
+    let rate = codec.config().sample_rate;
+    if rate != 16_000 {
+        bail!("eval measures 16 kHz models; this one runs at {rate} Hz");
+    }
+    let mut files = Vec::new();
+    for path in &args.data {
+        if path.is_dir() {
+            files.extend(find_audio_files(path)?);
+        } else if path.exists() {
+            files.push(path.clone());
+        } else {
+            bail!("{} does not exist", path.display());
+        }
+    }
+    if args.split == Split::Validation {
+        files.retain(|f| tokenwave::train::is_validation(f));
+    }
+    files.truncate(args.limit.unwrap_or(usize::MAX));
+    if files.is_empty() {
+        bail!("no audio files to evaluate");
+    }
+    let stages: Vec<usize> = args.kbps.iter().map(|&k| codec.stages_for_kbps(k)).collect::<tokenwave::Result<_>>()?;
+    let mut systems: Vec<String> =
+        stages.iter().map(|&s| format!("tokenwave {} kbps", codec.config().bitrate(s) / 1000.0)).collect();
+    if args.compare.contains(&Other::Opus) {
+        systems.extend([6, 9, 12].map(|k| format!("opus {k} kbps")));
+    }
+    if args.compare.contains(&Other::Codec2) {
+        systems.extend(["codec2 1.6 kbps".to_string(), "codec2 3.2 kbps".to_string()]);
+    }
+    let mel = LogMel::new(rate);
+    let scratch = tempfile::TempDir::new().context("cannot create a scratch directory")?;
+    let mut per_system: Vec<Vec<Scores>> = vec![Vec::new(); systems.len()];
+    let mut used: Vec<Vec<bool>> = vec![vec![false; codec.config().codebook_size]; codec.config().max_stages];
+    let mut clips = Vec::new();
+    let mut plot_rows: Vec<(String, Vec<f32>)> = Vec::new();
+    for (index, file) in files.iter().enumerate() {
+        check_interrupt()?;
+        let reference = load(file, rate, args.max_seconds)?;
+        let seconds = reference.len() as f64 / f64::from(rate);
+        let mut results = Vec::new();
+        for &s in &stages {
+            let started = Instant::now();
+            let codes = codec.encode(&reference, s)?;
+            let decoded = codec.decode(&codes)?;
+            let rtf = started.elapsed().as_secs_f64() / seconds;
+            for frame in 0..codes.frames() {
+                for (stage, &code) in codes.frame(frame).iter().enumerate() {
+                    used[stage][usize::from(code)] = true;
+                }
+            }
+            let kbps = container_bytes(&codec, &codes, reference.len() as u64)? as f64 * 8.0 / seconds / 1000.0;
+            let scores = Scores::measure(&reference, &decoded[..reference.len()], &mel, kbps, rtf);
+            results.push(scores.with_context(|| format!("cannot score {}", file.display()))?);
+            if index == 0 && args.plot.is_some() {
+                plot_rows.push((format!("tokenwave {:.1} kbps", kbps), decoded[..reference.len()].to_vec()));
+            }
+        }
+        if args.compare.contains(&Other::Opus) {
+            for kbps in [6, 9, 12] {
+                results.push(opus(&reference, kbps, scratch.path(), &mel)?);
+            }
+        }
+        if args.compare.contains(&Other::Codec2) {
+            for bps in [1600, 3200] {
+                results.push(codec2(&reference, bps, scratch.path(), &mel)?);
+            }
+        }
+        if !global.quiet && !global.json {
+            eprintln!("{} ({seconds:.1} s):", file.display());
+            for (name, s) in systems.iter().zip(&results) {
+                eprintln!("  {name:<22} {}", row(s));
+            }
+        }
+        clips.push(json!({
+            "file": file, "seconds": seconds,
+            "systems": systems.iter().zip(&results).map(|(n, s)| json!({"system": n, "scores": s.json()})).collect::<Vec<_>>(),
+        }));
+        for (all, s) in per_system.iter_mut().zip(results) {
+            all.push(s);
+        }
+        if index == 0
+            && let Some(path) = &args.plot
+        {
+            super::plot::spectrograms(path, rate, &reference, &plot_rows)?;
+        }
+    }
+    let utilization: Vec<f64> = used
+        .iter()
+        .take(stages.iter().copied().max().unwrap_or(0))
+        .map(|u| u.iter().filter(|&&x| x).count() as f64 / u.len() as f64)
+        .collect();
+    let means: Vec<Scores> = per_system.iter().map(|all| Scores::mean(all)).collect();
+    let mut table = format!(
+        "mean over {} clips:\n  {:<22} {:>7} {:>6} {:>6} {:>8} {:>8} {:>7}\n",
+        files.len(),
+        "system",
+        "kbps",
+        "STOI",
+        "ESTOI",
+        "SI-SDR",
+        "log-mel",
+        "RTF"
+    );
+    for (name, s) in systems.iter().zip(&means) {
+        table.push_str(&format!("  {name:<22} {}\n", row(s)));
+    }
+    table.push_str(&format!(
+        "codebook utilization over all clips (share of codes used), stage 1..{}: {}",
+        utilization.len(),
+        utilization.iter().map(|u| format!("{:.0}%", u * 100.0)).collect::<Vec<_>>().join(" ")
+    ));
+    report(
+        global,
+        false,
+        json!({
+            "model_id": codec.model_id().to_string(), "clips": clips,
+            "mean": systems.iter().zip(&means).map(|(n, s)| json!({"system": n, "scores": s.json()})).collect::<Vec<_>>(),
+            "codebook_utilization": utilization,
+        }),
+        table,
+    );
+    Ok(())
+}
+
+fn row(s: &Scores) -> String {
+    format!("{:>7.3} {:>6.3} {:>6.3} {:>8.2} {:>8.3} {:>7.4}", s.kbps, s.stoi, s.estoi, s.si_sdr, s.log_mel, s.rtf)
+}
+
+fn load(path: &Path, rate: u32, max_seconds: f64) -> Result<Vec<f32>> {
+    let mut source = AudioSource::open(path, rate)?;
+    let limit = (max_seconds * f64::from(rate)) as usize;
+    let mut samples = Vec::new();
+    while let Some(piece) = source.next_chunk()? {
+        samples.extend(piece);
+        if samples.len() >= limit {
+            break;
+        }
+    }
+    samples.truncate(limit);
+    Ok(samples)
+}
+
+/// Size of the codes as a `.tkw` file: the real bitrate includes the container.
+fn container_bytes<B: Backend>(codec: &Codec<B>, codes: &Codes, samples: u64) -> Result<usize> {
+    let config = codec.config();
+    let header = Header {
+        model_id: codec.model_id().0,
+        sample_rate: config.sample_rate,
+        hop: config.hop() as u32,
+        stages: codes.stages() as u8,
+        bits_per_code: config.bits_per_code() as u8,
+        source_rate: config.sample_rate,
+        original_samples: Some(samples),
+    };
+    let mut writer = TkwWriter::new(std::io::Cursor::new(Vec::new()), header)?;
+    writer.write(codes)?;
+    Ok(writer.finish(samples)?.into_inner().len())
+}
+
+fn write_wav(path: &Path, samples: &[f32], rate: u32) -> Result<()> {
+    let mut sink = tokenwave::audio::WavSink::new(std::io::BufWriter::new(std::fs::File::create(path)?), rate)?;
+    sink.write(samples)?;
+    sink.finish()?;
+    Ok(())
+}
+
+fn read_pcm16(bytes: &[u8]) -> Vec<f32> {
+    bytes.chunks_exact(2).map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0).collect()
+}
+
+fn run_tool(program: &str, args: &[&std::ffi::OsStr]) -> Result<()> {
+    let out = Command::new(program).args(args).output().with_context(|| {
+        format!("cannot run {program}; install Debian's {} to compare", if program.starts_with("opus") { "opus-tools" } else { "codec2" })
+    })?;
+    if !out.status.success() {
+        bail!("{program} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+fn opus(reference: &[f32], kbps: u32, dir: &Path, mel: &LogMel) -> Result<Scores> {
+    let (wav, coded, back) = (dir.join("ref.wav"), dir.join("c.opus"), dir.join("back.wav"));
+    write_wav(&wav, reference, 16_000)?;
+    let started = Instant::now();
+    let rate = kbps.to_string();
+    run_tool("opusenc", &["--quiet".as_ref(), "--bitrate".as_ref(), rate.as_ref(), wav.as_os_str(), coded.as_os_str()])?;
+    run_tool("opusdec", &["--quiet".as_ref(), "--rate".as_ref(), "16000".as_ref(), coded.as_os_str(), back.as_os_str()])?;
+    let work = started.elapsed().as_secs_f64();
+    let decoded: Vec<f32> = hound::WavReader::open(&back)?
+        .into_samples::<i16>()
+        .map(|s| s.map(|v| f32::from(v) / 32768.0))
+        .collect::<Result<_, _>>()?;
+    let seconds = reference.len() as f64 / 16_000.0;
+    let bytes = std::fs::metadata(&coded)?.len();
+    Scores::measure(reference, &decoded, mel, bytes as f64 * 8.0 / seconds / 1000.0, work / seconds)
+}
+
+fn codec2(reference: &[f32], bps: u32, dir: &Path, mel: &LogMel) -> Result<Scores> {
+    let (raw, coded, back) = (dir.join("ref8k.raw"), dir.join("c.c2"), dir.join("back8k.raw"));
+    let mut down = Resampler::new(16_000, 8_000)?;
+    let mut narrow = down.process(reference);
+    narrow.extend(down.finish());
+    let pcm: Vec<u8> = narrow.iter().flat_map(|&s| ((s.clamp(-1.0, 1.0) * 32767.0) as i16).to_le_bytes()).collect();
+    std::fs::write(&raw, pcm)?;
+    let started = Instant::now();
+    let mode = bps.to_string();
+    run_tool("c2enc", &[mode.as_ref(), raw.as_os_str(), coded.as_os_str()])?;
+    run_tool("c2dec", &[mode.as_ref(), coded.as_os_str(), back.as_os_str()])?;
+    let work = started.elapsed().as_secs_f64();
+    let mut up = Resampler::new(8_000, 16_000)?;
+    let mut decoded = up.process(&read_pcm16(&std::fs::read(&back)?));
+    decoded.extend(up.finish());
+    let seconds = reference.len() as f64 / 16_000.0;
+    let bytes = std::fs::metadata(&coded)?.len();
+    Scores::measure(reference, &decoded, mel, bytes as f64 * 8.0 / seconds / 1000.0, work / seconds)
+}
