@@ -44,7 +44,7 @@ impl Default for ModelConfig {
     fn default() -> Self {
         Self {
             sample_rate: 16_000,
-            encoder_channels: 16,
+            encoder_channels: 8,
             strides: vec![2, 4, 5, 8],
             residual_dilations: vec![1],
             latent_dim: 128,

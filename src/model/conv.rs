@@ -108,7 +108,9 @@ impl<B: Backend> Streaming<B> for CausalConv1d<B> {
         let joined = join(input, state);
         keep_tail(&joined, self.context(), state);
         let frames = time / self.stride;
-        let taps = if self.stride == 1 {
+        let taps = if self.kernel == 1 {
+            joined
+        } else if self.stride == 1 {
             let shifted = (0..self.kernel).map(|j| joined.clone().narrow(1, j * self.dilation, time)).collect();
             Tensor::cat(shifted, 2)
         } else {

@@ -89,12 +89,11 @@ pub fn tokenize<B: Backend>(codec: &Codec<B>, path: &Path, stages: usize, layout
     let mut source = AudioSource::open(path, codec.config().sample_rate)?;
     let mut encoder = codec.stream_encoder(stages)?;
     let mut codes = Codes::empty(stages);
-    let batch: usize = std::env::var("TW_BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(ENCODE_BATCH);
-    let mut pending = Vec::with_capacity(batch);
+    let mut pending = Vec::with_capacity(ENCODE_BATCH);
     while let Some(piece) = source.next_chunk()? {
         check_interrupt()?;
         pending.extend_from_slice(&piece);
-        if pending.len() >= batch {
+        if pending.len() >= ENCODE_BATCH {
             codes.extend(&encoder.push(&pending)?)?;
             pending.clear();
         }
