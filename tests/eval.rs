@@ -1,0 +1,67 @@
+//! `tokenwave eval` end to end: figures in range, the comparison codecs on the same clip,
+//! the spectrogram picture, and bad arguments.
+
+use std::process::{Command, Stdio};
+
+use tempfile::TempDir;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tokenwave");
+
+fn have(tool: &str) -> bool {
+    Command::new(tool).arg("--help").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+}
+
+#[test]
+fn eval_reports_every_measure_and_compares_with_opus_and_codec2() {
+    let dir = TempDir::new().unwrap();
+    let png = dir.path().join("spec.png");
+    let mut args = vec!["eval", "--data", "samples/speech_cs.wav", "--kbps", "1.5,6", "--json", "--plot", png.to_str().unwrap()];
+    // CI installs opus-tools and codec2; elsewhere the comparison runs when they are there.
+    let compare = have("opusenc") && have("c2enc");
+    if compare {
+        args.extend(["--compare", "opus,codec2"]);
+    }
+    let out = Command::new(BIN).args(&args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let means = report["mean"].as_array().unwrap();
+    assert_eq!(means.len(), if compare { 7 } else { 2 });
+    for system in means {
+        let s = &system["scores"];
+        for key in ["stoi", "estoi"] {
+            let v = s[key].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&v), "{system}");
+        }
+        assert!(s["log_mel_l1"].as_f64().unwrap() > 0.0 && s["rtf"].as_f64().unwrap() > 0.0, "{system}");
+        assert!(s["si_sdr"].as_f64().unwrap().is_finite());
+    }
+    // Real bitrates include the container: above the nominal rate, but not by much.
+    let kbps = |i: usize| means[i]["scores"]["real_kbps"].as_f64().unwrap();
+    assert!(kbps(0) > 1.5 && kbps(0) < 1.8, "{}", kbps(0));
+    assert!(kbps(1) > 6.0 && kbps(1) < 6.4, "{}", kbps(1));
+    if compare {
+        assert_eq!(means[2]["system"], "opus 6 kbps");
+        assert!(means[6]["scores"]["real_kbps"].as_f64().unwrap() > 3.1);
+        // Opus at 12 kbps is a working codec: its STOI on clean speech is high.
+        assert!(means[4]["scores"]["stoi"].as_f64().unwrap() > 0.85);
+    }
+    let utilization = report["codebook_utilization"].as_array().unwrap();
+    assert_eq!(utilization.len(), 12);
+    let picture = std::fs::read(&png).unwrap();
+    assert_eq!(&picture[1..4], b"PNG");
+}
+
+#[test]
+fn eval_refuses_bad_arguments_in_one_line() {
+    for (args, needle) in [
+        (vec!["eval", "--data", "no/such/dir"], "does not exist"),
+        (vec!["eval", "--data", "samples/speech_cs.wav", "--kbps", "100"], "quantizer stages"),
+        (vec!["eval", "--data", "samples/README.md"], "README.md"),
+    ] {
+        let out = Command::new(BIN).args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}
