@@ -31,14 +31,30 @@ pub struct DeviceInfo {
 pub fn output_devices() -> Result<Vec<DeviceInfo>> {
     let host = cpal::default_host();
     let default = host.default_output_device().and_then(|d| d.id().ok());
-    Ok(host
-        .output_devices()
-        .map_err(device_error)?
+    describe(host.output_devices().map_err(device_error)?, default)
+}
+
+/// The input devices.
+pub fn input_devices() -> Result<Vec<DeviceInfo>> {
+    let host = cpal::default_host();
+    let default = host.default_input_device().and_then(|d| d.id().ok());
+    describe(host.input_devices().map_err(device_error)?, default)
+}
+
+fn describe(devices: impl Iterator<Item = cpal::Device>, default: Option<cpal::DeviceId>) -> Result<Vec<DeviceInfo>> {
+    Ok(devices
         .filter_map(|d| {
             let id = d.id().ok()?;
             Some(DeviceInfo { is_default: Some(&id) == default.as_ref(), id: id.id().to_string(), name: d.to_string() })
         })
         .collect())
+}
+
+/// `name` (an id from [`output_devices`] / [`input_devices`] or a full name) among `devices`.
+fn find(mut devices: impl Iterator<Item = cpal::Device>, name: &str, what: &str) -> Result<cpal::Device> {
+    devices
+        .find(|d| d.to_string() == name || d.id().is_ok_and(|id| id.id() == name))
+        .ok_or_else(|| Error::Device(format!("no {what} device named {name:?}; `tokenwave devices` lists them")))
 }
 
 /// Counters shared with the device callback.
@@ -71,14 +87,10 @@ impl Speaker {
             None => host.default_output_device().ok_or_else(|| {
                 Error::Device("no audio output device found (is a sound server running?)".into())
             })?,
-            Some(name) => host
-                .output_devices()
-                .map_err(device_error)?
-                .find(|d| d.to_string() == name || d.id().is_ok_and(|id| id.id() == name))
-                .ok_or_else(|| Error::Device(format!("no output device named {name:?}; `tokenwave devices` lists them")))?,
+            Some(name) => find(host.output_devices().map_err(device_error)?, name, "output")?,
         };
         let supported = device.default_output_config().map_err(device_error)?;
-        let config = supported.config();
+        let config = with_buffer(supported);
         let device_rate = config.sample_rate;
         let capacity = (f64::from(device_rate) * RING_SECONDS) as usize;
         let (producer, consumer) = rtrb::RingBuffer::new(capacity);
@@ -107,6 +119,11 @@ impl Speaker {
     /// Over- and underruns the device itself reported.
     pub fn xruns(&self) -> u64 {
         self.shared.xruns.load(Ordering::Relaxed)
+    }
+
+    /// Seconds of audio queued for the device, not yet handed to it.
+    pub fn queued_seconds(&self) -> f64 {
+        (self.producer.buffer().capacity() - self.producer.slots()) as f64 / f64::from(self.device_rate)
     }
 
     /// Queues samples, waiting while the ring is full (so a fast producer runs at most
@@ -212,8 +229,129 @@ fn build<T: SizedSample + FromSample<f32>>(
     device.build_output_stream::<T, _, _>(config, on_data, on_error, Some(Duration::from_secs(5))).map_err(device_error)
 }
 
+/// Device buffer asked for: 10 ms. Smaller buffers showed xruns through pipewire-alsa under
+/// load; the default (the server's) measured 170 ms mic-to-speaker instead of under 60.
+const DEVICE_BUFFER_SECONDS: f64 = 0.01;
+
+/// The device's default configuration with a [`DEVICE_BUFFER_SECONDS`] buffer where the
+/// device allows one of that size.
+fn with_buffer(supported: cpal::SupportedStreamConfig) -> cpal::StreamConfig {
+    let mut config = supported.config();
+    let wanted = (f64::from(config.sample_rate) * DEVICE_BUFFER_SECONDS) as u32;
+    if let cpal::SupportedBufferSize::Range { min, max } = supported.buffer_size()
+        && (*min..=*max).contains(&wanted)
+    {
+        config.buffer_size = cpal::BufferSize::Fixed(wanted);
+    }
+    config
+}
+
 fn device_error(e: cpal::Error) -> Error {
     Error::Device(format!(
         "audio device: {e}; check that a sound card or sound server is available (`tokenwave devices` lists devices)"
     ))
+}
+
+/// The default (or a named) input device, read as mono samples at any rate.
+pub struct Microphone {
+    _stream: cpal::Stream,
+    consumer: rtrb::Consumer<f32>,
+    resampler: Resampler,
+    shared: Arc<Shared>,
+    /// Samples dropped because the ring was full (the reader fell behind).
+    overruns: Arc<AtomicU64>,
+}
+
+impl Microphone {
+    /// Opens `name` (or the default input device), delivering mono audio at `rate` Hz.
+    pub fn open(name: Option<&str>, rate: u32) -> Result<Self> {
+        let host = cpal::default_host();
+        let device = match name {
+            None => host
+                .default_input_device()
+                .ok_or_else(|| Error::Device("no audio input device found (is a sound server running?)".into()))?,
+            Some(name) => find(host.input_devices().map_err(device_error)?, name, "input")?,
+        };
+        let supported = device.default_input_config().map_err(device_error)?;
+        let config = with_buffer(supported);
+        let device_rate = config.sample_rate;
+        let (producer, consumer) = rtrb::RingBuffer::new((f64::from(device_rate) * RING_SECONDS) as usize);
+        let shared = Arc::new(Shared::default());
+        let overruns = Arc::new(AtomicU64::new(0));
+        let stream = match supported.sample_format() {
+            SampleFormat::F32 => build_input::<f32>(&device, config, producer, &shared, &overruns),
+            SampleFormat::I16 => build_input::<i16>(&device, config, producer, &shared, &overruns),
+            SampleFormat::I32 => build_input::<i32>(&device, config, producer, &shared, &overruns),
+            SampleFormat::U16 => build_input::<u16>(&device, config, producer, &shared, &overruns),
+            other => return Err(Error::Device(format!("the input device delivers {other} samples, which tokenwave does not read"))),
+        }?;
+        stream.play().map_err(device_error)?;
+        Ok(Self { _stream: stream, consumer, resampler: Resampler::new(device_rate, rate)?, shared, overruns })
+    }
+
+    /// Everything captured since the last call, resampled; fails if the device failed.
+    pub fn read(&mut self) -> Result<Vec<f32>> {
+        if let Some(message) = self.shared.error.lock().expect("error slot").as_ref() {
+            return Err(Error::Device(message.clone()));
+        }
+        let available = self.consumer.slots();
+        let chunk = self.consumer.read_chunk(available).expect("slots were counted");
+        let (a, b) = chunk.as_slices();
+        let mut captured = Vec::with_capacity(available);
+        captured.extend_from_slice(a);
+        captured.extend_from_slice(b);
+        chunk.commit_all();
+        Ok(self.resampler.process(&captured))
+    }
+
+    /// Samples lost because they were not read in time.
+    pub fn overruns(&self) -> u64 {
+        self.overruns.load(Ordering::Relaxed)
+    }
+
+    /// Over- and underruns the device itself reported.
+    pub fn xruns(&self) -> u64 {
+        self.shared.xruns.load(Ordering::Relaxed)
+    }
+}
+
+fn build_input<T: SizedSample>(
+    device: &cpal::Device,
+    config: cpal::StreamConfig,
+    mut producer: rtrb::Producer<f32>,
+    shared: &Arc<Shared>,
+    overruns: &Arc<AtomicU64>,
+) -> Result<cpal::Stream>
+where
+    f32: FromSample<T>,
+{
+    let channels = usize::from(config.channels).max(1);
+    let on_data = {
+        let overruns = overruns.clone();
+        move |input: &[T], _: &cpal::InputCallbackInfo| {
+            let frames = input.len() / channels;
+            let room = producer.slots().min(frames);
+            if let Ok(mut chunk) = producer.write_chunk(room) {
+                let (a, b) = chunk.as_mut_slices();
+                for (slot, frame) in a.iter_mut().chain(b.iter_mut()).zip(input.chunks_exact(channels)) {
+                    *slot = frame.iter().map(|&s| <f32 as FromSample<T>>::from_sample_(s)).sum::<f32>() / channels as f32;
+                }
+                chunk.commit_all();
+            }
+            if room < frames {
+                overruns.fetch_add((frames - room) as u64, Ordering::Relaxed);
+            }
+        }
+    };
+    let on_error = {
+        let shared = shared.clone();
+        move |e: cpal::Error| {
+            if e.kind() == cpal::ErrorKind::Xrun {
+                shared.xruns.fetch_add(1, Ordering::Relaxed);
+            } else if let Ok(mut slot) = shared.error.lock() {
+                slot.get_or_insert_with(|| format!("audio input device failed: {e}"));
+            }
+        }
+    };
+    device.build_input_stream::<T, _, _>(config, on_data, on_error, Some(Duration::from_secs(5))).map_err(device_error)
 }

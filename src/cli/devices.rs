@@ -1,22 +1,25 @@
-//! `tokenwave devices`: the audio devices --output-device can name.
+//! `tokenwave devices`: the audio devices --input-device and --output-device can name.
 
 use anyhow::Result;
 use serde_json::json;
-use tokenwave::audio::output_devices;
+use tokenwave::audio::{DeviceInfo, input_devices, output_devices};
 
 use super::Global;
 
 pub fn run(global: &Global) -> Result<()> {
-    let outputs = output_devices()?;
+    let (inputs, outputs) = (input_devices()?, output_devices()?);
     if global.json {
-        let list: Vec<_> =
-            outputs.iter().map(|d| json!({ "id": d.id, "name": d.name, "default": d.is_default })).collect();
-        println!("{}", json!({ "outputs": list }));
+        let list = |devices: &[DeviceInfo]| -> Vec<serde_json::Value> {
+            devices.iter().map(|d| json!({ "id": d.id, "name": d.name, "default": d.is_default })).collect()
+        };
+        println!("{}", json!({ "inputs": list(&inputs), "outputs": list(&outputs) }));
         return Ok(());
     }
-    println!("output devices (pass the id to --output-device; * = default):");
-    for device in &outputs {
-        println!("{} {:<12} {}", if device.is_default { "*" } else { " " }, device.id, device.name);
+    for (title, devices) in [("input", &inputs), ("output", &outputs)] {
+        println!("{title} devices (pass the id to --{title}-device; * = default):");
+        for device in devices {
+            println!("{} {:<12} {}", if device.is_default { "*" } else { " " }, device.id, device.name);
+        }
     }
     Ok(())
 }

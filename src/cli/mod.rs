@@ -7,6 +7,7 @@ mod encode;
 mod eval;
 mod info;
 mod init_model;
+mod live;
 mod output;
 mod plot;
 mod roundtrip;
@@ -83,6 +84,8 @@ enum Command {
     InitModel(init_model::InitModelArgs),
     /// Train a model on directories of audio; resumable with --resume.
     Train(train::TrainArgs),
+    /// Talk into the microphone and hear yourself through the codec, in real time.
+    Live(live::LiveArgs),
     /// List the audio devices.
     Devices,
     /// Measure quality (STOI, ESTOI, SI-SDR, log-mel, real bitrate, speed) on clips, optionally
@@ -167,6 +170,7 @@ fn dispatch<B: Backend>(command: Command, global: &Global, device: B::Device) ->
         Command::Roundtrip(args) => roundtrip::run::<B>(&args, global, device),
         Command::Tokens(args) => tokens::run::<B>(&args, global, device),
         Command::Eval(args) => eval::run::<B>(&args, global, device),
+        Command::Live(args) => live::run::<B>(&args, global, device),
         Command::Info(_) | Command::InitModel(_) | Command::Train(_) | Command::Devices => unreachable!("handled before choosing a device"),
     }
 }

@@ -1,0 +1,106 @@
+//! `tokenwave live`: microphone → encoder → codes → decoder → speaker, in real time, to hear
+//! yourself through the codec.
+//!
+//! The device callbacks only move samples through lock-free rings; this thread runs the
+//! model a 20 ms frame at a time and prints one status line a second.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use burn::tensor::backend::Backend;
+use clap::Args;
+use serde_json::json;
+use tokenwave::audio::{Microphone, Speaker};
+
+use super::{Global, RateArgs, interrupted, load_codec, report};
+
+#[derive(Args)]
+pub struct LiveArgs {
+    #[command(flatten)]
+    rate: RateArgs,
+    /// Input device (default: the system's; `tokenwave devices` lists them).
+    #[arg(long, value_name = "NAME")]
+    input_device: Option<String>,
+    /// Output device (default: the system's).
+    #[arg(long, value_name = "NAME")]
+    output_device: Option<String>,
+    /// Stop after this many seconds (default: run until Ctrl-C).
+    #[arg(long, value_name = "S")]
+    seconds: Option<f64>,
+}
+
+/// Silence queued before the first frame, so that jitter in the model thread's wake-ups
+/// does not starve the speaker: one frame.
+const PREROLL_SECONDS: f64 = 0.02;
+
+pub fn run<B: Backend>(args: &LiveArgs, global: &Global, device: B::Device) -> Result<()> {
+    let codec = load_codec::<B>(global, device)?;
+    let stages = args.rate.stages(&codec)?;
+    let rate = codec.config().sample_rate;
+    let hop = codec.config().hop();
+    let mut encoder = codec.stream_encoder(stages)?;
+    let mut decoder = codec.stream_decoder();
+    let mut speaker = Speaker::open(args.output_device.as_deref(), rate)?;
+    let mut microphone = Microphone::open(args.input_device.as_deref(), rate)?;
+    speaker.play(&vec![0.0; (PREROLL_SECONDS * f64::from(rate)) as usize])?;
+    let started = Instant::now();
+    let mut pending: Vec<f32> = Vec::new();
+    let (mut frames, mut model_busy, mut window_busy) = (0u64, Duration::ZERO, Duration::ZERO);
+    let mut window_start = Instant::now();
+    let mut worst_compute = Duration::ZERO;
+    while !interrupted() && args.seconds.is_none_or(|s| started.elapsed().as_secs_f64() < s) {
+        pending.extend(microphone.read()?);
+        let whole = pending.len() / hop * hop;
+        if whole == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        } else {
+            for frame in pending[..whole].chunks_exact(hop) {
+                let t = Instant::now();
+                let codes = encoder.push(frame)?;
+                let audio = decoder.push(&codes)?;
+                let spent = t.elapsed();
+                worst_compute = worst_compute.max(spent);
+                window_busy += spent;
+                speaker.play(&audio)?;
+                frames += 1;
+            }
+            pending.drain(..whole);
+        }
+        if window_start.elapsed() >= Duration::from_secs(1) && !global.quiet && !global.json {
+            let latency = (pending.len() as f64 / f64::from(rate) + speaker.queued_seconds()) * 1000.0
+                + hop as f64 / f64::from(rate) * 1000.0
+                + worst_compute.as_secs_f64() * 1000.0;
+            eprintln!(
+                "live {:>5.0} s | latency ~{latency:.0} ms + device buffers | {:.1} kbps | model thread {:.0}% of a core | underruns {} overruns {} xruns {}",
+                started.elapsed().as_secs_f64(),
+                codec.config().bitrate(stages) / 1000.0,
+                window_busy.as_secs_f64() / window_start.elapsed().as_secs_f64() * 100.0,
+                speaker.underruns(),
+                microphone.overruns(),
+                speaker.xruns() + microphone.xruns(),
+            );
+            model_busy += window_busy;
+            window_busy = Duration::ZERO;
+            window_start = Instant::now();
+            worst_compute = Duration::ZERO;
+        }
+    }
+    model_busy += window_busy;
+    let seconds = started.elapsed().as_secs_f64();
+    report(
+        global,
+        false,
+        json!({
+            "seconds": seconds, "frames": frames, "stages": stages, "kbps": codec.config().bitrate(stages) / 1000.0,
+            "model_cpu_share": model_busy.as_secs_f64() / seconds, "underruns": speaker.underruns(),
+            "overruns": microphone.overruns(), "xruns": speaker.xruns() + microphone.xruns(),
+        }),
+        format!(
+            "live: {seconds:.1} s, {frames} frames, model thread {:.0}% of a core, {} underruns, {} overruns",
+            model_busy.as_secs_f64() / seconds * 100.0,
+            speaker.underruns(),
+            microphone.overruns()
+        ),
+    );
+    Ok(())
+}
