@@ -103,7 +103,7 @@ impl Speaker {
             other => return Err(Error::Device(format!("the output device wants {other} samples, which tokenwave does not produce"))),
         }?;
         stream.play().map_err(device_error)?;
-        Ok(Self { _stream: stream, producer, resampler: Resampler::new(rate, device_rate)?, shared, device_rate })
+        Ok(Self { _stream: stream, producer, resampler: Resampler::low_latency(rate, device_rate)?, shared, device_rate })
     }
 
     /// The device's sample rate.
@@ -286,7 +286,7 @@ impl Microphone {
             other => return Err(Error::Device(format!("the input device delivers {other} samples, which tokenwave does not read"))),
         }?;
         stream.play().map_err(device_error)?;
-        Ok(Self { _stream: stream, consumer, resampler: Resampler::new(device_rate, rate)?, shared, overruns })
+        Ok(Self { _stream: stream, consumer, resampler: Resampler::low_latency(device_rate, rate)?, shared, overruns })
     }
 
     /// Everything captured since the last call, resampled; fails if the device failed.

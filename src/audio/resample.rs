@@ -11,6 +11,7 @@ const CHUNK: usize = 1024;
 /// Converts a mono stream from one rate to another, piece by piece.
 pub struct Resampler {
     inner: Option<FftFixedIn<f32>>,
+    chunk: usize,
     ratio: f64,
     pending: Vec<f32>,
     /// Output samples still to drop at the start (the resampler's delay).
@@ -22,18 +23,28 @@ pub struct Resampler {
 impl Resampler {
     /// A resampler from `from` Hz to `to` Hz; a no-op when they are equal.
     pub fn new(from: u32, to: u32) -> Result<Self> {
+        Self::with_chunk(from, to, CHUNK)
+    }
+
+    /// A resampler that works in 10 ms pieces, for live audio: with the default 1024-sample
+    /// pieces a 16 kHz stream waits 64 ms before the first output.
+    pub fn low_latency(from: u32, to: u32) -> Result<Self> {
+        Self::with_chunk(from, to, (from as usize / 100).max(1))
+    }
+
+    fn with_chunk(from: u32, to: u32, chunk: usize) -> Result<Self> {
         if from == 0 || to == 0 {
             return Err(Error::InvalidArgument(format!("cannot resample from {from} Hz to {to} Hz")));
         }
         let inner = if from == to {
             None
         } else {
-            Some(FftFixedIn::new(from as usize, to as usize, CHUNK, 2, 1).map_err(|e| {
+            Some(FftFixedIn::new(from as usize, to as usize, chunk, 2, 1).map_err(|e| {
                 Error::InvalidArgument(format!("cannot resample from {from} Hz to {to} Hz: {e}"))
             })?)
         };
         let skip = inner.as_ref().map_or(0, |r| r.output_delay());
-        Ok(Self { inner, ratio: f64::from(to) / f64::from(from), pending: Vec::new(), skip, consumed: 0, produced: 0 })
+        Ok(Self { inner, chunk, ratio: f64::from(to) / f64::from(from), pending: Vec::new(), skip, consumed: 0, produced: 0 })
     }
 
     /// Resamples the next piece; returns whatever output is ready.
@@ -44,11 +55,11 @@ impl Resampler {
             return input.to_vec();
         };
         self.pending.extend_from_slice(input);
-        let mut out = Vec::with_capacity((input.len() as f64 * self.ratio) as usize + CHUNK);
+        let mut out = Vec::with_capacity((input.len() as f64 * self.ratio) as usize + self.chunk);
         let mut start = 0;
-        while self.pending.len() - start >= CHUNK {
-            let block = inner.process(&[&self.pending[start..start + CHUNK]], None).expect("sizes are right");
-            start += CHUNK;
+        while self.pending.len() - start >= self.chunk {
+            let block = inner.process(&[&self.pending[start..start + self.chunk]], None).expect("sizes are right");
+            start += self.chunk;
             Self::emit(&mut self.skip, &block[0], &mut out);
         }
         self.pending.drain(..start);
@@ -63,7 +74,7 @@ impl Resampler {
         let mut out = Vec::new();
         let mut tail = std::mem::take(&mut self.pending);
         while self.produced + (out.len() as u64) < wanted {
-            tail.resize(CHUNK, 0.0);
+            tail.resize(self.chunk, 0.0);
             let block = inner.process(&[&tail[..]], None).expect("sizes are right");
             Self::emit(&mut self.skip, &block[0], &mut out);
             tail.clear();
@@ -86,6 +97,20 @@ mod tests {
 
     fn sine(rate: u32, hz: f32, len: usize) -> Vec<f32> {
         (0..len).map(|i| (2.0 * std::f32::consts::PI * hz * i as f32 / rate as f32).sin()).collect()
+    }
+
+    #[test]
+    fn low_latency_pieces_keep_the_length_and_answer_within_10_ms() {
+        for (from, to) in [(16_000, 48_000), (48_000, 16_000), (44_100, 16_000)] {
+            let mut resampler = Resampler::low_latency(from, to).unwrap();
+            let input = sine(from, 440.0, from as usize);
+            let first = resampler.process(&input[..from as usize / 50]);
+            assert!(!first.is_empty(), "{from}->{to}: nothing after 20 ms");
+            let mut out = first;
+            out.extend(resampler.process(&input[from as usize / 50..]));
+            out.extend(resampler.finish());
+            assert_eq!(out.len(), to as usize, "{from}->{to}");
+        }
     }
 
     #[test]

@@ -29,6 +29,11 @@ pub struct LiveArgs {
     seconds: Option<f64>,
 }
 
+/// Most audio the speaker may have queued. An underrun (the model thread woke late) plays
+/// silence and would push everything after it later for good; past this depth the excess
+/// is dropped instead, so latency stays bounded.
+const MAX_QUEUE_SECONDS: f64 = 0.03;
+
 /// Silence queued before the first frame, so that jitter in the model thread's wake-ups
 /// does not starve the speaker: one frame.
 const PREROLL_SECONDS: f64 = 0.02;
@@ -48,6 +53,7 @@ pub fn run<B: Backend>(args: &LiveArgs, global: &Global, device: B::Device) -> R
     let (mut frames, mut model_busy, mut window_busy) = (0u64, Duration::ZERO, Duration::ZERO);
     let mut window_start = Instant::now();
     let mut worst_compute = Duration::ZERO;
+    let mut dropped = 0u64;
     while !interrupted() && args.seconds.is_none_or(|s| started.elapsed().as_secs_f64() < s) {
         pending.extend(microphone.read()?);
         let whole = pending.len() / hop * hop;
@@ -61,7 +67,10 @@ pub fn run<B: Backend>(args: &LiveArgs, global: &Global, device: B::Device) -> R
                 let spent = t.elapsed();
                 worst_compute = worst_compute.max(spent);
                 window_busy += spent;
-                speaker.play(&audio)?;
+                let excess = ((speaker.queued_seconds() - MAX_QUEUE_SECONDS) * f64::from(rate)).max(0.0) as usize;
+                let skip = excess.min(audio.len());
+                dropped += skip as u64;
+                speaker.play(&audio[skip..])?;
                 frames += 1;
             }
             pending.drain(..whole);
@@ -71,13 +80,14 @@ pub fn run<B: Backend>(args: &LiveArgs, global: &Global, device: B::Device) -> R
                 + hop as f64 / f64::from(rate) * 1000.0
                 + worst_compute.as_secs_f64() * 1000.0;
             eprintln!(
-                "live {:>5.0} s | latency ~{latency:.0} ms + device buffers | {:.1} kbps | model thread {:.0}% of a core | underruns {} overruns {} xruns {}",
+                "live {:>5.0} s | latency ~{latency:.0} ms + device buffers | {:.1} kbps | model thread {:.0}% of a core | underruns {} overruns {} xruns {} | {:.0} ms dropped to keep latency",
                 started.elapsed().as_secs_f64(),
                 codec.config().bitrate(stages) / 1000.0,
                 window_busy.as_secs_f64() / window_start.elapsed().as_secs_f64() * 100.0,
                 speaker.underruns(),
                 microphone.overruns(),
                 speaker.xruns() + microphone.xruns(),
+                dropped as f64 / f64::from(rate) * 1000.0,
             );
             model_busy += window_busy;
             window_busy = Duration::ZERO;
@@ -94,6 +104,7 @@ pub fn run<B: Backend>(args: &LiveArgs, global: &Global, device: B::Device) -> R
             "seconds": seconds, "frames": frames, "stages": stages, "kbps": codec.config().bitrate(stages) / 1000.0,
             "model_cpu_share": model_busy.as_secs_f64() / seconds, "underruns": speaker.underruns(),
             "overruns": microphone.overruns(), "xruns": speaker.xruns() + microphone.xruns(),
+            "dropped_ms": dropped as f64 / f64::from(rate) * 1000.0,
         }),
         format!(
             "live: {seconds:.1} s, {frames} frames, model thread {:.0}% of a core, {} underruns, {} overruns",
