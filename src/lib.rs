@@ -21,6 +21,7 @@ mod codes;
 mod error;
 pub mod eval;
 pub mod model;
+pub mod net;
 pub mod tokens;
 pub mod train;
 
