@@ -94,7 +94,10 @@ fn main() {
     let clip = speech();
     let samples: Vec<f32> = clip.iter().cycle().take(30 * 16_000).copied().collect();
     let seconds = samples.len() as f64 / 16_000.0;
-    println!("input: {seconds:.1} s of real speech at 16 kHz, {STAGES} stages ({} kbps)", codec.config().bitrate(STAGES) / 1000.0);
+    println!(
+        "input: {seconds:.1} s of real speech at 16 kHz, {STAGES} stages ({} kbps)",
+        codec.config().bitrate(STAGES) / 1000.0
+    );
 
     let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
     let (enc1, dec1) = one.install(|| offline_rtf(&codec, &samples));
@@ -115,7 +118,10 @@ fn main() {
     match opus_seconds(&wav) {
         Some((enc, dec)) => {
             let (oe, od) = (enc / seconds, dec / seconds);
-            println!("opusenc 6 kbps + opusdec (whole processes, 1 thread): encode RTF {oe:.4}, decode RTF {od:.4}, total {:.4}", oe + od);
+            println!(
+                "opusenc 6 kbps + opusdec (whole processes, 1 thread): encode RTF {oe:.4}, decode RTF {od:.4}, total {:.4}",
+                oe + od
+            );
             println!(
                 "ratio tokenwave(1 thread) / opus: encode {:.2}x, decode {:.2}x, total {:.2}x",
                 enc1 / oe,

@@ -49,6 +49,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut wav = WavSink::new(BufWriter::new(File::create(&output)?), config.sample_rate)?;
     wav.write(&audio)?;
     wav.finish()?;
-    println!("{} generated frames -> {:.2} s of audio in {output}", generated.frames(), audio.len() as f64 / f64::from(config.sample_rate));
+    println!(
+        "{} generated frames -> {:.2} s of audio in {output}",
+        generated.frames(),
+        audio.len() as f64 / f64::from(config.sample_rate)
+    );
     Ok(())
 }

@@ -15,7 +15,7 @@ impl Codes {
         if stages == 0 && !data.is_empty() {
             return Err(Error::InvalidArgument("codes with zero stages cannot hold data".into()));
         }
-        if stages > 0 && data.len() % stages != 0 {
+        if stages > 0 && !data.len().is_multiple_of(stages) {
             return Err(Error::InvalidArgument(format!(
                 "{} codes do not split into frames of {stages} stages",
                 data.len()
@@ -36,7 +36,7 @@ impl Codes {
 
     /// Number of frames.
     pub fn frames(&self) -> usize {
-        if self.stages == 0 { 0 } else { self.data.len() / self.stages }
+        self.data.len().checked_div(self.stages).unwrap_or(0)
     }
 
     /// True when there are no frames.

@@ -3,8 +3,8 @@
 use std::io::Cursor;
 
 use tokenwave::Codes;
-use tokenwave::bitstream::{Chunk, Header, TkwReader, TkwWriter, container};
 use tokenwave::Error;
+use tokenwave::bitstream::{Chunk, Header, TkwReader, TkwWriter, container};
 
 fn header(stages: u8) -> Header {
     Header {

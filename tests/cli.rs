@@ -33,7 +33,8 @@ fn assert_clean_failure(out: &Output, needle: &str, dir: &TempDir, allowed: &[&s
 }
 
 fn write_wav(path: &str, rate: u32, channels: u16, seconds: f32) {
-    let spec = hound::WavSpec { channels, sample_rate: rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let spec =
+        hound::WavSpec { channels, sample_rate: rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
     let mut w = hound::WavWriter::create(path, spec).unwrap();
     let n = (rate as f32 * seconds) as usize;
     for i in 0..n {
@@ -167,7 +168,12 @@ fn bad_audio_inputs_fail_cleanly() {
     assert_clean_failure(&tokenwave(&["encode", &silent, &out_path]), "no audio samples", &dir, &keep);
 
     let nan = path(&dir, "nan.wav");
-    let spec = hound::WavSpec { channels: 1, sample_rate: 16_000, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16_000,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
     let mut w = hound::WavWriter::create(&nan, spec).unwrap();
     for i in 0..16_000 {
         w.write_sample(if i == 5_000 { f32::NAN } else { 0.1 }).unwrap();
@@ -209,14 +215,30 @@ fn bad_tkw_inputs_fail_cleanly() {
     let wav = path(&dir, "out.wav");
     let bad = path(&dir, "bad.tkw");
     let keep = ["good.tkw", "bad.tkw"];
-    let cases: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>)> = vec![
+    type Damage = Box<dyn Fn(&mut Vec<u8>)>;
+    let cases: Vec<(&str, Damage)> = vec![
         ("wrong magic", Box::new(|b: &mut Vec<u8>| b[..4].copy_from_slice(b"RIFF"))),
         ("unknown container version 7", Box::new(|b: &mut Vec<u8>| b[4] = 7)),
         ("chunk 0 (byte offset 52) is damaged: CRC mismatch", Box::new(|b: &mut Vec<u8>| b[100] ^= 0x20)),
         ("truncated", Box::new(|b: &mut Vec<u8>| b.truncate(b.len() - 30))),
-        ("length fields are corrupt", Box::new(|b: &mut Vec<u8>| b[52..56].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes()))),
-        ("13 stages but the model only 12", Box::new(|b: &mut Vec<u8>| { b[6] = 13; fix_header_crc(b) })),
-        ("was encoded with model", Box::new(|b: &mut Vec<u8>| { b[8] ^= 1; fix_header_crc(b) })),
+        (
+            "length fields are corrupt",
+            Box::new(|b: &mut Vec<u8>| b[52..56].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes())),
+        ),
+        (
+            "13 stages but the model only 12",
+            Box::new(|b: &mut Vec<u8>| {
+                b[6] = 13;
+                fix_header_crc(b)
+            }),
+        ),
+        (
+            "was encoded with model",
+            Box::new(|b: &mut Vec<u8>| {
+                b[8] ^= 1;
+                fix_header_crc(b)
+            }),
+        ),
         ("too short", Box::new(|b: &mut Vec<u8>| b.truncate(10))),
     ];
     for (needle, damage) in cases {
@@ -270,11 +292,8 @@ fn ctrl_c_during_encode_leaves_nothing() {
     let input = path(&dir, "long.wav");
     write_wav(&input, 16_000, 1, 600.0);
     let output: PathBuf = dir.path().join("long.tkw");
-    let mut child = Command::new(BIN)
-        .args(["encode", &input, output.to_str().unwrap()])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        Command::new(BIN).args(["encode", &input, output.to_str().unwrap()]).stderr(Stdio::piped()).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     assert!(child.try_wait().unwrap().is_none(), "a 10-minute file should still be encoding");
     Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();

@@ -46,7 +46,9 @@ fn stop(mut child: Child) {
 fn align(heard: &[f64], reference: &[f64], max_lag: usize) -> (usize, f64, usize) {
     let probe = &reference[..reference.len().min(16_000)];
     let score = |lag: usize| probe.iter().zip(&heard[lag..]).map(|(a, b)| a * b).sum::<f64>();
-    let lag = (0..max_lag.min(heard.len().saturating_sub(probe.len()))).max_by(|&a, &b| score(a).total_cmp(&score(b))).unwrap();
+    let lag = (0..max_lag.min(heard.len().saturating_sub(probe.len())))
+        .max_by(|&a, &b| score(a).total_cmp(&score(b)))
+        .unwrap();
     let n = reference.len().min(heard.len() - lag);
     let (x, y) = (&heard[lag..lag + n], &reference[..n]);
     let dot: f64 = x.iter().zip(y).map(|(a, b)| a * b).sum();

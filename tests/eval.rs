@@ -15,7 +15,8 @@ fn have(tool: &str) -> bool {
 fn eval_reports_every_measure_and_compares_with_opus_and_codec2() {
     let dir = TempDir::new().unwrap();
     let png = dir.path().join("spec.png");
-    let mut args = vec!["eval", "--data", "samples/speech_cs.wav", "--kbps", "1.5,6", "--json", "--plot", png.to_str().unwrap()];
+    let mut args =
+        vec!["eval", "--data", "samples/speech_cs.wav", "--kbps", "1.5,6", "--json", "--plot", png.to_str().unwrap()];
     // CI installs opus-tools and codec2; elsewhere the comparison runs when they are there.
     let compare = have("opusenc") && have("c2enc");
     if compare {

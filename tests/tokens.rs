@@ -125,7 +125,7 @@ fn malformed_token_arrays_are_refused_naming_the_position() {
     assert_refused(&decode(&bad), "frame 5, stage 2: value 1024", &out);
 
     let bad = path(&dir, "stages.npy");
-    write_npy(&bad, &[13, 4], &vec![0i16; 52]);
+    write_npy(&bad, &[13, 4], &[0i16; 52]);
     assert_refused(&decode(&bad), "13 stages", &out);
 
     let bad = path(&dir, "float.npy");
@@ -236,7 +236,8 @@ fn batch_shards_resume_and_survive_a_bad_file() {
 
     let mut outputs = Vec::new();
     for shard in ["0/2", "1/2"] {
-        let run = tokenwave_env(&["tokens", "batch", "--manifest", data, "--out", &out, "--shard", shard, "--json"], &[]);
+        let run =
+            tokenwave_env(&["tokens", "batch", "--manifest", data, "--out", &out, "--shard", shard, "--json"], &[]);
         let summary: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
         outputs.push(summary["encoded"].as_u64().unwrap());
         if summary["failed"] == 1 {
@@ -265,14 +266,27 @@ fn batch_shards_resume_and_survive_a_bad_file() {
     fs::write(&manifest, "# two files\ndata/spk1/a.ogg\n\ndata/c.mp3  # mp3\n").unwrap();
     let out2 = path(&dir, "tokens2");
     let run = tokenwave_env(
-        &["tokens", "batch", "--manifest", manifest.to_str().unwrap(), "--out", &out2, "--format", "safetensors", "--jobs", "2", "--json"],
+        &[
+            "tokens",
+            "batch",
+            "--manifest",
+            manifest.to_str().unwrap(),
+            "--out",
+            &out2,
+            "--format",
+            "safetensors",
+            "--jobs",
+            "2",
+            "--json",
+        ],
         &[],
     );
     let summary: serde_json::Value = serde_json::from_slice(&ok(run).stdout).unwrap();
     assert_eq!(summary["encoded"], 2);
     assert!(Path::new(&out2).join("data/spk1/a.ogg.safetensors").exists());
 
-    let refused = tokenwave_env(&["tokens", "batch", "--manifest", data, "--out", &out2], &[("JOB_COMPLETION_INDEX", "1")]);
+    let refused =
+        tokenwave_env(&["tokens", "batch", "--manifest", data, "--out", &out2], &[("JOB_COMPLETION_INDEX", "1")]);
     assert_refused(&refused, "give --shards N", "/nonexistent");
     let refused = tokenwave_env(&["tokens", "batch", "--manifest", data, "--out", &out2, "--shard", "2/2"], &[]);
     assert_refused(&refused, "shard 2/2 does not exist", "/nonexistent");

@@ -84,9 +84,9 @@ impl Speaker {
     pub fn open(name: Option<&str>, rate: u32) -> Result<Self> {
         let host = cpal::default_host();
         let device = match name {
-            None => host.default_output_device().ok_or_else(|| {
-                Error::Device("no audio output device found (is a sound server running?)".into())
-            })?,
+            None => host
+                .default_output_device()
+                .ok_or_else(|| Error::Device("no audio output device found (is a sound server running?)".into()))?,
             Some(name) => find(host.output_devices().map_err(device_error)?, name, "output")?,
         };
         let supported = device.default_output_config().map_err(device_error)?;
@@ -100,10 +100,20 @@ impl Speaker {
             SampleFormat::I16 => build::<i16>(&device, config, consumer, &shared),
             SampleFormat::I32 => build::<i32>(&device, config, consumer, &shared),
             SampleFormat::U16 => build::<u16>(&device, config, consumer, &shared),
-            other => return Err(Error::Device(format!("the output device wants {other} samples, which tokenwave does not produce"))),
+            other => {
+                return Err(Error::Device(format!(
+                    "the output device wants {other} samples, which tokenwave does not produce"
+                )));
+            }
         }?;
         stream.play().map_err(device_error)?;
-        Ok(Self { _stream: stream, producer, resampler: Resampler::low_latency(rate, device_rate)?, shared, device_rate })
+        Ok(Self {
+            _stream: stream,
+            producer,
+            resampler: Resampler::low_latency(rate, device_rate)?,
+            shared,
+            device_rate,
+        })
     }
 
     /// The device's sample rate.
@@ -283,7 +293,11 @@ impl Microphone {
             SampleFormat::I16 => build_input::<i16>(&device, config, producer, &shared, &overruns),
             SampleFormat::I32 => build_input::<i32>(&device, config, producer, &shared, &overruns),
             SampleFormat::U16 => build_input::<u16>(&device, config, producer, &shared, &overruns),
-            other => return Err(Error::Device(format!("the input device delivers {other} samples, which tokenwave does not read"))),
+            other => {
+                return Err(Error::Device(format!(
+                    "the input device delivers {other} samples, which tokenwave does not read"
+                )));
+            }
         }?;
         stream.play().map_err(device_error)?;
         Ok(Self { _stream: stream, consumer, resampler: Resampler::low_latency(device_rate, rate)?, shared, overruns })
@@ -334,7 +348,8 @@ where
             if let Ok(mut chunk) = producer.write_chunk(room) {
                 let (a, b) = chunk.as_mut_slices();
                 for (slot, frame) in a.iter_mut().chain(b.iter_mut()).zip(input.chunks_exact(channels)) {
-                    *slot = frame.iter().map(|&s| <f32 as FromSample<T>>::from_sample_(s)).sum::<f32>() / channels as f32;
+                    *slot =
+                        frame.iter().map(|&s| <f32 as FromSample<T>>::from_sample_(s)).sum::<f32>() / channels as f32;
                 }
                 chunk.commit_all();
             }

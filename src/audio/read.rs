@@ -4,7 +4,9 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use symphonia::core::audio::SampleBuffer;
-use symphonia::core::codecs::{CODEC_TYPE_MP1, CODEC_TYPE_MP2, CODEC_TYPE_MP3, CODEC_TYPE_NULL, CODEC_TYPE_VORBIS, Decoder, DecoderOptions};
+use symphonia::core::codecs::{
+    CODEC_TYPE_MP1, CODEC_TYPE_MP2, CODEC_TYPE_MP3, CODEC_TYPE_NULL, CODEC_TYPE_VORBIS, Decoder, DecoderOptions,
+};
 use symphonia::core::errors::Error as SymphoniaError;
 use symphonia::core::formats::{FormatOptions, FormatReader};
 use symphonia::core::io::{MediaSourceStream, ReadOnlySource};
@@ -56,14 +58,19 @@ impl AudioReader {
     fn from_stream(stream: MediaSourceStream, hint: Hint, path: &Path) -> Result<Self> {
         let bad = |reason: String| Error::Audio { path: path.to_path_buf(), reason };
         let probed = symphonia::default::get_probe()
-            .format(&hint, stream, &FormatOptions { enable_gapless: true, ..Default::default() }, &MetadataOptions::default())
+            .format(
+                &hint,
+                stream,
+                &FormatOptions { enable_gapless: true, ..Default::default() },
+                &MetadataOptions::default(),
+            )
             .map_err(|e| match e {
                 SymphoniaError::IoError(ref io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
                     bad("the file is empty or too short to be audio".into())
                 }
-                SymphoniaError::Unsupported(what) if !what.contains("no suitable format reader") => {
-                    bad(format!("uses an audio encoding that is not supported ({what}); convert it to PCM WAV or FLAC first"))
-                }
+                SymphoniaError::Unsupported(what) if !what.contains("no suitable format reader") => bad(format!(
+                    "uses an audio encoding that is not supported ({what}); convert it to PCM WAV or FLAC first"
+                )),
                 _ => bad("not a recognised audio format (tokenwave reads WAV, FLAC, MP3 and Ogg Vorbis)".into()),
             })?;
         let format = probed.format;
@@ -150,7 +157,9 @@ impl AudioReader {
             }
             if let Some(bad) = mono.iter().position(|s| !s.is_finite()) {
                 let at = self.frames_read + bad as u64;
-                return Err(self.bad(format!("sample {at} is not a finite number (NaN or infinity); the file is corrupt")));
+                return Err(
+                    self.bad(format!("sample {at} is not a finite number (NaN or infinity); the file is corrupt"))
+                );
             }
             self.frames_read += mono.len() as u64;
             return Ok(Some(mono));

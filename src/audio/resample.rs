@@ -39,12 +39,21 @@ impl Resampler {
         let inner = if from == to {
             None
         } else {
-            Some(FftFixedIn::new(from as usize, to as usize, chunk, 2, 1).map_err(|e| {
-                Error::InvalidArgument(format!("cannot resample from {from} Hz to {to} Hz: {e}"))
-            })?)
+            Some(
+                FftFixedIn::new(from as usize, to as usize, chunk, 2, 1)
+                    .map_err(|e| Error::InvalidArgument(format!("cannot resample from {from} Hz to {to} Hz: {e}")))?,
+            )
         };
         let skip = inner.as_ref().map_or(0, |r| r.output_delay());
-        Ok(Self { inner, chunk, ratio: f64::from(to) / f64::from(from), pending: Vec::new(), skip, consumed: 0, produced: 0 })
+        Ok(Self {
+            inner,
+            chunk,
+            ratio: f64::from(to) / f64::from(from),
+            pending: Vec::new(),
+            skip,
+            consumed: 0,
+            produced: 0,
+        })
     }
 
     /// Resamples the next piece; returns whatever output is ready.
@@ -124,7 +133,8 @@ mod tests {
         out.extend(resampler.finish());
         assert_eq!(out.len(), 16_000);
         let reference = sine(16_000, 440.0, 16_000);
-        let error: f32 = out[500..15_500].iter().zip(&reference[500..15_500]).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        let error: f32 =
+            out[500..15_500].iter().zip(&reference[500..15_500]).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
         assert!(error < 0.01, "resampled sine is off by {error}");
     }
 

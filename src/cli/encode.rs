@@ -9,9 +9,9 @@ use burn::tensor::backend::Backend;
 use clap::Args;
 use indicatif::ProgressBar;
 use serde_json::json;
+use tokenwave::Codec;
 use tokenwave::audio::AudioSource;
 use tokenwave::bitstream::{Header, TkwWriter, container};
-use tokenwave::Codec;
 
 use super::output::Output;
 use super::{Global, RateArgs, check_interrupt, load_codec, progress, report};

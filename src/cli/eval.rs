@@ -106,7 +106,8 @@ fn align(reference: &[f32], decoded: &[f32]) -> Vec<f32> {
             .step_by(2)
             .filter_map(|i| {
                 let j = i as isize + lag;
-                (j >= 0 && (j as usize) < decoded.len()).then(|| f64::from(reference[i]) * f64::from(decoded[j as usize]))
+                (j >= 0 && (j as usize) < decoded.len())
+                    .then(|| f64::from(reference[i]) * f64::from(decoded[j as usize]))
             })
             .sum()
     };
@@ -294,7 +295,10 @@ fn read_pcm16(bytes: &[u8]) -> Vec<f32> {
 
 fn run_tool(program: &str, args: &[&std::ffi::OsStr]) -> Result<()> {
     let out = Command::new(program).args(args).output().with_context(|| {
-        format!("cannot run {program}; install Debian's {} to compare", if program.starts_with("opus") { "opus-tools" } else { "codec2" })
+        format!(
+            "cannot run {program}; install Debian's {} to compare",
+            if program.starts_with("opus") { "opus-tools" } else { "codec2" }
+        )
     })?;
     if !out.status.success() {
         bail!("{program} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
@@ -307,8 +311,14 @@ fn opus(reference: &[f32], kbps: u32, dir: &Path, mel: &LogMel) -> Result<Scores
     write_wav(&wav, reference, 16_000)?;
     let started = Instant::now();
     let rate = kbps.to_string();
-    run_tool("opusenc", &["--quiet".as_ref(), "--bitrate".as_ref(), rate.as_ref(), wav.as_os_str(), coded.as_os_str()])?;
-    run_tool("opusdec", &["--quiet".as_ref(), "--rate".as_ref(), "16000".as_ref(), coded.as_os_str(), back.as_os_str()])?;
+    run_tool(
+        "opusenc",
+        &["--quiet".as_ref(), "--bitrate".as_ref(), rate.as_ref(), wav.as_os_str(), coded.as_os_str()],
+    )?;
+    run_tool(
+        "opusdec",
+        &["--quiet".as_ref(), "--rate".as_ref(), "16000".as_ref(), coded.as_os_str(), back.as_os_str()],
+    )?;
     let work = started.elapsed().as_secs_f64();
     let decoded: Vec<f32> = hound::WavReader::open(&back)?
         .into_samples::<i16>()

@@ -53,7 +53,10 @@ pub fn run(args: &InfoArgs, global: &Global) -> Result<()> {
     } else {
         println!("file:        {}", args.input.display());
         println!("model id:    {model_id}{}", if loaded { " (the loaded model)" } else { " (NOT the loaded model)" });
-        println!("audio:       {} Hz mono (source was {} Hz), {:.3} s, {samples} samples", header.sample_rate, header.source_rate, seconds);
+        println!(
+            "audio:       {} Hz mono (source was {} Hz), {:.3} s, {samples} samples",
+            header.sample_rate, header.source_rate, seconds
+        );
         println!("frames:      {} of {} samples ({frame_rate} frames/s)", reader.frames(), header.hop);
         println!("codes:       {} stages x {} bits = {nominal_kbps:.3} kbps", header.stages, header.bits_per_code);
         println!("size:        {bytes} bytes in {chunks} chunks ({damaged} damaged)");

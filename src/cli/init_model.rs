@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use burn::tensor::backend::Backend;
 use clap::Args;
-use tokenwave::model::{Model, weights};
 use tokenwave::CpuBackend;
+use tokenwave::model::{Model, weights};
 
 #[derive(Args)]
 pub struct InitModelArgs {

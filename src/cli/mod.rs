@@ -103,7 +103,10 @@ pub fn main() -> ExitCode {
     }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if interrupted() && e.downcast_ref::<tokenwave::Error>().is_some_and(|e| matches!(e, tokenwave::Error::Interrupted)) => {
+        Err(e)
+            if interrupted()
+                && e.downcast_ref::<tokenwave::Error>().is_some_and(|e| matches!(e, tokenwave::Error::Interrupted)) =>
+        {
             eprintln!("tokenwave: interrupted; no output was written ({e:#})");
             ExitCode::from(EXIT_INTERRUPTED)
         }
@@ -171,7 +174,9 @@ fn dispatch<B: Backend>(command: Command, global: &Global, device: B::Device) ->
         Command::Tokens(args) => tokens::run::<B>(&args, global, device),
         Command::Eval(args) => eval::run::<B>(&args, global, device),
         Command::Live(args) => live::run::<B>(&args, global, device),
-        Command::Info(_) | Command::InitModel(_) | Command::Train(_) | Command::Devices => unreachable!("handled before choosing a device"),
+        Command::Info(_) | Command::InitModel(_) | Command::Train(_) | Command::Devices => {
+            unreachable!("handled before choosing a device")
+        }
     }
 }
 
@@ -243,8 +248,7 @@ pub fn progress(global: &Global, total_seconds: Option<f64>) -> ProgressBar {
     }
     let bar = match total_seconds {
         Some(total) => ProgressBar::new(total.ceil() as u64).with_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} s of audio  {elapsed} < {eta}")
-                .expect("valid template"),
+            ProgressStyle::with_template("{bar:40} {pos}/{len} s of audio  {elapsed} < {eta}").expect("valid template"),
         ),
         None => ProgressBar::new_spinner()
             .with_style(ProgressStyle::with_template("{spinner} {pos} s of audio  {elapsed}").expect("valid template")),

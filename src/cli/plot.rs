@@ -43,7 +43,12 @@ pub fn spectrograms(path: &Path, rate: u32, original: &[f32], decoded: &[(String
 
 /// Black → purple → orange → pale yellow.
 fn heat(level: f64) -> RGBColor {
-    let stops = [(0.0, (0.0, 0.0, 4.0)), (0.35, (120.0, 28.0, 109.0)), (0.7, (237.0, 105.0, 37.0)), (1.0, (252.0, 255.0, 164.0))];
+    let stops = [
+        (0.0, (0.0, 0.0, 4.0)),
+        (0.35, (120.0, 28.0, 109.0)),
+        (0.7, (237.0, 105.0, 37.0)),
+        (1.0, (252.0, 255.0, 164.0)),
+    ];
     let i = stops.iter().rposition(|(at, _)| *at <= level).unwrap_or(0).min(stops.len() - 2);
     let ((a, ca), (b, cb)) = (stops[i], stops[i + 1]);
     let t = (level - a) / (b - a);

@@ -82,7 +82,11 @@ fn run_cuda(_: &TrainOptions, _: &Global) -> Result<()> {
     bail!("this tokenwave was built without CUDA support; rebuild with `cargo build --release --features cuda`")
 }
 
-fn run_on<B: burn::tensor::backend::AutodiffBackend>(options: &TrainOptions, global: &Global, device: B::Device) -> Result<()>
+fn run_on<B: burn::tensor::backend::AutodiffBackend>(
+    options: &TrainOptions,
+    global: &Global,
+    device: B::Device,
+) -> Result<()>
 where
     B::InnerBackend: Backend,
 {
@@ -97,13 +101,26 @@ where
             if !quiet {
                 eprintln!(
                     "step {}/{steps} | {:.2} audio-s/s | loss {:.3} (sc {:.3} mag {:.3} mel {:.3} wav {:.4} commit {:.4}) | stages {} | worst codebook use {:.0}% | lr {:.2e}",
-                    log.step, log.audio_seconds_per_second, log.loss, log.spectral_convergence, log.log_magnitude,
-                    log.mel, log.waveform, log.commitment, log.stages, worst * 100.0, log.learning_rate
+                    log.step,
+                    log.audio_seconds_per_second,
+                    log.loss,
+                    log.spectral_convergence,
+                    log.log_magnitude,
+                    log.mel,
+                    log.waveform,
+                    log.commitment,
+                    log.stages,
+                    worst * 100.0,
+                    log.learning_rate
                 );
             }
             for (stage, stats) in log.codebooks.iter().enumerate().take(log.stages) {
                 if stats.utilization < 0.5 {
-                    eprintln!("warning: step {}: codebook {stage} uses only {:.0}% of its codes", log.step, stats.utilization * 100.0);
+                    eprintln!(
+                        "warning: step {}: codebook {stage} uses only {:.0}% of its codes",
+                        log.step,
+                        stats.utilization * 100.0
+                    );
                 }
             }
         }

@@ -89,14 +89,7 @@ pub struct StreamDecoder<B: Backend> {
 impl<B: Backend> StreamDecoder<B> {
     pub(crate) fn new(model: Arc<Model<B>>, config: &ModelConfig, device: B::Device) -> Self {
         let state = model.decoder.init_state(1, &device);
-        Self {
-            model,
-            state,
-            codebook_size: config.codebook_size,
-            max_stages: config.max_stages,
-            frames_out: 0,
-            device,
-        }
+        Self { model, state, codebook_size: config.codebook_size, max_stages: config.max_stages, frames_out: 0, device }
     }
 
     /// Decodes the next frames. Every code is checked first: a bad one is an error naming it.

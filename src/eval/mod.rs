@@ -117,7 +117,8 @@ impl LogMel {
             .map(|frame| {
                 (0..self.mels)
                     .map(|m| {
-                        let energy: f64 = (0..bins).map(|b| frame[b] * f64::from(self.filters[b * self.mels + m])).sum();
+                        let energy: f64 =
+                            (0..bins).map(|b| frame[b] * f64::from(self.filters[b * self.mels + m])).sum();
                         (energy + EPS).ln()
                     })
                     .collect()
@@ -147,7 +148,8 @@ mod tests {
         let clean = tone(16_000, 440.0);
         let louder: Vec<f32> = clean.iter().map(|v| v * 3.0).collect();
         assert!(si_sdr(&clean, &louder) > 100.0);
-        let noisy: Vec<f32> = clean.iter().enumerate().map(|(i, v)| v + 0.03 * ((i * 7919 % 101) as f32 / 50.0 - 1.0)).collect();
+        let noisy: Vec<f32> =
+            clean.iter().enumerate().map(|(i, v)| v + 0.03 * ((i * 7919 % 101) as f32 / 50.0 - 1.0)).collect();
         let sdr = si_sdr(&clean, &noisy);
         assert!((10.0..30.0).contains(&sdr), "{sdr}");
     }

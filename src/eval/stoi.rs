@@ -109,7 +109,9 @@ fn resample(signal: &[f32], rate: u32) -> Result<Vec<f64>> {
 fn remove_silent_frames(x: &[f64], y: &[f64]) -> (Vec<f64>, Vec<f64>) {
     let window = hann(FRAME);
     let starts: Vec<usize> = (0..(x.len() + 1).saturating_sub(FRAME)).step_by(HOP).collect();
-    let frame = |s: &[f64], start: usize| -> Vec<f64> { s[start..start + FRAME].iter().zip(&window).map(|(a, w)| a * w).collect() };
+    let frame = |s: &[f64], start: usize| -> Vec<f64> {
+        s[start..start + FRAME].iter().zip(&window).map(|(a, w)| a * w).collect()
+    };
     let energies: Vec<f64> = starts.iter().map(|&s| 20.0 * (norm(&frame(x, s)) + EPS).log10()).collect();
     let loudest = energies.iter().copied().fold(f64::MIN, f64::max);
     let kept: Vec<usize> =

@@ -97,10 +97,10 @@ impl ModelConfig {
                 return Err(format!("{name} must be positive"));
             }
         }
-        if self.strides.is_empty() || self.strides.iter().any(|&s| s == 0) {
+        if self.strides.is_empty() || self.strides.contains(&0) {
             return Err("strides must be a non-empty list of positive integers".into());
         }
-        if self.residual_dilations.iter().any(|&d| d == 0) {
+        if self.residual_dilations.contains(&0) {
             return Err("residual_dilations must be positive".into());
         }
         if !self.codebook_size.is_power_of_two() || !(2..=65_536).contains(&self.codebook_size) {
@@ -132,11 +132,9 @@ mod tests {
 
     #[test]
     fn validate_names_the_bad_field() {
-        let mut config = ModelConfig::default();
-        config.codebook_size = 1000;
+        let config = ModelConfig { codebook_size: 1000, ..Default::default() };
         assert!(config.validate().unwrap_err().contains("codebook_size"));
-        let mut config = ModelConfig::default();
-        config.strides = vec![];
+        let config = ModelConfig { strides: vec![], ..Default::default() };
         assert!(config.validate().unwrap_err().contains("strides"));
     }
 }

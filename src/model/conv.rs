@@ -77,7 +77,7 @@ pub struct CausalConv1d<B: Backend> {
 impl<B: Backend> CausalConv1d<B> {
     /// A conv from `cin` to `cout` channels.
     pub fn new(cin: usize, cout: usize, kernel: usize, stride: usize, dilation: usize, device: &B::Device) -> Self {
-        assert!(stride == 1 || (dilation == 1 && kernel % stride == 0), "unsupported strided conv shape");
+        assert!(stride == 1 || (dilation == 1 && kernel.is_multiple_of(stride)), "unsupported strided conv shape");
         let fan_in = cin * kernel;
         Self {
             weight: uniform([fan_in, cout], fan_in, device),
@@ -171,7 +171,15 @@ mod tests {
     use burn::tensor::TensorData;
 
     /// Direct evaluation of a causal conv, for comparison.
-    fn reference(x: &[f32], cin: usize, w: &[f32], b: &[f32], kernel: usize, stride: usize, dilation: usize) -> Vec<f32> {
+    fn reference(
+        x: &[f32],
+        cin: usize,
+        w: &[f32],
+        b: &[f32],
+        kernel: usize,
+        stride: usize,
+        dilation: usize,
+    ) -> Vec<f32> {
         let cout = b.len();
         let time = x.len() / cin;
         let pad = (kernel - 1) * dilation + 1 - stride;

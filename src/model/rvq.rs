@@ -17,9 +17,7 @@ impl<B: Backend> Rvq<B> {
     /// Codebooks drawn from a unit normal; training replaces them with data.
     pub fn new(config: &ModelConfig, device: &B::Device) -> Self {
         let shape = [config.max_stages, config.codebook_size, config.latent_dim];
-        Self {
-            codebooks: Param::from_tensor(Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)),
-        }
+        Self { codebooks: Param::from_tensor(Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)) }
     }
 
     /// Number of stages the quantizer has.

@@ -45,25 +45,23 @@ impl Weights {
 
     /// Reads and validates a weights file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| Error::io(format!("cannot read model {}", path.display()), e))?;
-        Self::from_bytes(bytes)
-            .map_err(|e| Error::Weights(format!("{}: {e}", path.display())))
+        let bytes = std::fs::read(path).map_err(|e| Error::io(format!("cannot read model {}", path.display()), e))?;
+        Self::from_bytes(bytes).map_err(|e| Error::Weights(format!("{}: {e}", path.display())))
     }
 
     /// Validates safetensors bytes written by [`save`].
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Self> {
-        let tensors = SafeTensors::deserialize(&bytes)
-            .map_err(|e| Error::Weights(format!("not a safetensors file ({e})")))?;
-        let (_, metadata) = SafeTensors::read_metadata(&bytes)
-            .map_err(|e| Error::Weights(format!("not a safetensors file ({e})")))?;
+        let tensors =
+            SafeTensors::deserialize(&bytes).map_err(|e| Error::Weights(format!("not a safetensors file ({e})")))?;
+        let (_, metadata) =
+            SafeTensors::read_metadata(&bytes).map_err(|e| Error::Weights(format!("not a safetensors file ({e})")))?;
         let json = metadata
             .metadata()
             .as_ref()
             .and_then(|m| m.get(CONFIG_KEY))
             .ok_or_else(|| Error::Weights(format!("no `{CONFIG_KEY}` metadata: not a tokenwave model")))?;
-        let config: ModelConfig = serde_json::from_str(json)
-            .map_err(|e| Error::Weights(format!("bad model config: {e}")))?;
+        let config: ModelConfig =
+            serde_json::from_str(json).map_err(|e| Error::Weights(format!("bad model config: {e}")))?;
         config.validate().map_err(|e| Error::Weights(format!("bad model config: {e}")))?;
         let id = model_id(&config, &tensors);
         Ok(Self { config, id, bytes })
@@ -84,9 +82,7 @@ impl Weights {
     pub fn build<B: Backend>(&self, device: &B::Device) -> Result<Model<B>> {
         let mut model = Model::new(&self.config, device);
         let mut store = SafetensorsStore::from_bytes(Some(self.bytes.clone()));
-        let applied = model
-            .load_from(&mut store)
-            .map_err(|e| Error::Weights(format!("cannot load tensors: {e}")))?;
+        let applied = model.load_from(&mut store).map_err(|e| Error::Weights(format!("cannot load tensors: {e}")))?;
         if !applied.missing.is_empty() || !applied.errors.is_empty() {
             return Err(Error::Weights(format!(
                 "weights do not fit the config: missing {:?}, errors {:?}",

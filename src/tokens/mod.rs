@@ -124,7 +124,9 @@ impl TokenMeta {
         if self.model_id != id.to_string() {
             return Err(Error::ModelMismatch { stream: self.model_id.clone(), loaded: id.to_string() });
         }
-        if self.sample_rate != config.sample_rate || self.hop != config.hop() || self.codebook_size != config.codebook_size
+        if self.sample_rate != config.sample_rate
+            || self.hop != config.hop()
+            || self.codebook_size != config.codebook_size
         {
             return Err(Error::Tokens(format!(
                 "the tokens are for {} Hz, hop {}, {} codes per codebook, but the model has {} Hz, hop {}, {}",
@@ -221,7 +223,7 @@ impl RawTokens {
                     (None, false) => infer_flat_stages(&self.values, size),
                 };
                 check_stage_count(stages, config)?;
-                if self.values.len() % stages != 0 {
+                if !self.values.len().is_multiple_of(stages) {
                     return Err(Error::Tokens(format!(
                         "{} flat tokens do not split into frames of {stages} stages",
                         self.values.len()
@@ -288,7 +290,8 @@ impl Tokens {
             }
             Layout::Flat => {
                 let size = self.meta.codebook_size;
-                let out = data.iter().enumerate().map(|(i, &c)| ((i % stages) * size + usize::from(c)) as i16).collect();
+                let out =
+                    data.iter().enumerate().map(|(i, &c)| ((i % stages) * size + usize::from(c)) as i16).collect();
                 (vec![stages * frames], out)
             }
         }

@@ -91,6 +91,7 @@ pub fn load<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
     let record = recorder().load(dir.join("optimizer"), device).map_err(record_error)?;
     let optimizer = optimizer.load_record(record);
     let text = std::fs::read(dir.join("codebooks.json")).map_err(io(dir))?;
-    let ema = serde_json::from_slice(&text).map_err(|e| Error::Weights(format!("{}: bad codebooks.json: {e}", dir.display())))?;
+    let ema = serde_json::from_slice(&text)
+        .map_err(|e| Error::Weights(format!("{}: bad codebooks.json: {e}", dir.display())))?;
     Ok((model, optimizer, ema))
 }

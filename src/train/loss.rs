@@ -139,7 +139,8 @@ mod tests {
         let loss = SpectralLoss::<Flex>::new(16_000, &device);
         let res = &loss.resolutions[2];
         // 1000 Hz at 16 kHz with n_fft 1024: bin 64.
-        let sine: Vec<f32> = (0..4096).map(|i| (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 16_000.0).sin()).collect();
+        let sine: Vec<f32> =
+            (0..4096).map(|i| (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 16_000.0).sin()).collect();
         let mag = SpectralLoss::magnitude(res, Tensor::from_data(TensorData::new(sine, [1, 4096]), &device));
         let first: Vec<f32> = mag.narrow(0, 0, 1).into_data().into_vec().unwrap();
         let peak = first.iter().enumerate().fold((0, 0f32), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0;

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use burn::module::{AutodiffModule, Param};
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
-use burn::optim::adaptor::OptimizerAdaptor;
 use burn::grad_clipping::GradientClippingConfig;
+use burn::module::{AutodiffModule, Param};
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 use rand::rngs::StdRng;
@@ -163,7 +163,9 @@ fn forward<B: Backend>(
     let error = flat.clone() - quantized.clone();
     let commitment = (error.clone() * error).mean();
     let straight_through = flat.clone() + (quantized - flat).detach();
-    let decoded = model.decoder.step(straight_through.reshape([batch, frames, dim]), &mut model.decoder.init_state(batch, &device));
+    let decoded = model
+        .decoder
+        .step(straight_through.reshape([batch, frames, dim]), &mut model.decoder.init_state(batch, &device));
     Forward { reconstruction: decoded.reshape([batch, len]), commitment, codes, residuals }
 }
 
@@ -241,7 +243,8 @@ pub fn train<B: AutodiffBackend>(
     let config = state.config.clone();
     config.validate().map_err(Error::InvalidArgument)?;
 
-    let (train_corpus, validation_corpus) = Corpus::load_or_build(&options.data, &out.join("cache"), config.sample_rate)?;
+    let (train_corpus, validation_corpus) =
+        Corpus::load_or_build(&options.data, &out.join("cache"), config.sample_rate)?;
     if train_corpus.files() == 0 || validation_corpus.files() == 0 {
         return Err(Error::InvalidArgument("need audio for both training and validation; add more files".into()));
     }
@@ -261,16 +264,15 @@ pub fn train<B: AutodiffBackend>(
 
     B::seed(&device, state.seed);
     let mut model = Model::<B>::new(&config, &device);
-    let mut optimizer: OptimizerAdaptor<_, Model<B>, B> = AdamWConfig::new()
-        .with_weight_decay(1e-4)
-        .with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)))
-        .init();
+    let mut optimizer: OptimizerAdaptor<_, Model<B>, B> =
+        AdamWConfig::new().with_weight_decay(1e-4).with_grad_clipping(Some(GradientClippingConfig::Norm(1.0))).init();
     let mut ema = EmaCodebooks::new(config.max_stages, config.codebook_size, config.latent_dim);
     if let Some(dir) = &previous {
         (model, optimizer, ema) = checkpoint::load(dir, model, optimizer, &device)?;
     } else if let Some(w) = &start_weights {
         model = w.build::<B>(&device)?;
-        let codewords = model.rvq.codebooks.val().into_data().convert::<f32>().into_vec::<f32>().expect("float codebooks");
+        let codewords =
+            model.rvq.codebooks.val().into_data().convert::<f32>().into_vec::<f32>().expect("float codebooks");
         ema = EmaCodebooks::from_codewords(config.max_stages, config.codebook_size, config.latent_dim, &codewords);
     }
 
@@ -284,16 +286,18 @@ pub fn train<B: AutodiffBackend>(
         .append(true)
         .open(out.join("metrics.jsonl"))
         .map_err(|e| Error::io("cannot open metrics.jsonl", e))?;
-    let save = |model: &Model<B>, optimizer: &OptimizerAdaptor<_, Model<B>, B>, ema: &EmaCodebooks, step: u64| -> Result<()> {
-        let seconds = state.seconds + started.elapsed().as_secs_f64();
-        let train_state = TrainState { step, seed: state.seed, config: config.clone(), seconds };
-        checkpoint::save(out, model, optimizer, ema, &train_state)?;
-        export(out, &model.valid(), &config)
-    };
+    let save =
+        |model: &Model<B>, optimizer: &OptimizerAdaptor<_, Model<B>, B>, ema: &EmaCodebooks, step: u64| -> Result<()> {
+            let seconds = state.seconds + started.elapsed().as_secs_f64();
+            let train_state = TrainState { step, seed: state.seed, config: config.clone(), seconds };
+            checkpoint::save(out, model, optimizer, ema, &train_state)?;
+            export(out, &model.valid(), &config)
+        };
 
     while step < options.steps && !stop.load(Ordering::SeqCst) {
         let mut rng = StdRng::seed_from_u64(state.seed ^ step.wrapping_mul(0xD1B5_4A32_D192_ED03));
-        let stages = if rng.random::<f32>() < 0.5 { config.max_stages } else { rng.random_range(1..=config.max_stages) };
+        let stages =
+            if rng.random::<f32>() < 0.5 { config.max_stages } else { rng.random_range(1..=config.max_stages) };
         let audio = Tensor::<B, 3>::from_data(TensorData::new(loader.next(), [options.batch, crop, 1]), &device);
         let target = audio.clone().reshape([options.batch, crop]);
         let pass = forward(&model, audio, stages, &mut ema, &mut rng);
@@ -313,7 +317,8 @@ pub fn train<B: AutodiffBackend>(
         step += 1;
 
         if step % LOG_EVERY == 0 || step == options.steps {
-            let trained_seconds = (step - state.step) as f64 * (options.batch * crop) as f64 / f64::from(config.sample_rate);
+            let trained_seconds =
+                (step - state.step) as f64 * (options.batch * crop) as f64 / f64::from(config.sample_rate);
             let log = StepLog {
                 step,
                 loss: scalar(total),
@@ -327,13 +332,22 @@ pub fn train<B: AutodiffBackend>(
                 audio_seconds_per_second: trained_seconds / started.elapsed().as_secs_f64(),
                 codebooks: ema.stats(step),
             };
-            writeln!(metrics, "{}", serde_json::to_string(&log).expect("serializes")).map_err(|e| Error::io("metrics.jsonl", e))?;
+            writeln!(metrics, "{}", serde_json::to_string(&log).expect("serializes"))
+                .map_err(|e| Error::io("metrics.jsonl", e))?;
             report(Event::Step(&log));
         }
         if step % VALIDATION_EVERY == 0 {
-            let figures = validate(&model.valid(), &validation_clips, clip_len, &[config.max_stages / 2, config.max_stages], &valid_loss, &device);
+            let figures = validate(
+                &model.valid(),
+                &validation_clips,
+                clip_len,
+                &[config.max_stages / 2, config.max_stages],
+                &valid_loss,
+                &device,
+            );
             let log = ValidationLog { step, mel_l1: figures };
-            writeln!(metrics, "{}", serde_json::json!({ "validation": &log })).map_err(|e| Error::io("metrics.jsonl", e))?;
+            writeln!(metrics, "{}", serde_json::json!({ "validation": &log }))
+                .map_err(|e| Error::io("metrics.jsonl", e))?;
             report(Event::Validation(&log));
         }
         if last_checkpoint.elapsed().as_secs_f64() >= options.checkpoint_minutes * 60.0 {

@@ -147,7 +147,10 @@ impl EmaCodebooks {
         (0..self.stages)
             .map(|stage| {
                 let range = stage * self.size..(stage + 1) * self.size;
-                let used = self.last_used[range.clone()].iter().filter(|&&s| step.saturating_sub(s) <= DEAD_AFTER_STEPS).count();
+                let used = self.last_used[range.clone()]
+                    .iter()
+                    .filter(|&&s| step.saturating_sub(s) <= DEAD_AFTER_STEPS)
+                    .count();
                 let counts = &self.counts[range];
                 let total: f32 = counts.iter().sum::<f32>().max(1e-12);
                 let entropy: f32 = counts.iter().filter(|&&c| c > 0.0).map(|&c| -(c / total) * (c / total).ln()).sum();

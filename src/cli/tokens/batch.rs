@@ -85,9 +85,13 @@ impl Shard {
             return Self::parse(text);
         }
         if let Some(id) = var("SLURM_ARRAY_TASK_ID")? {
-            let count = var("SLURM_ARRAY_TASK_COUNT")?.context("SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not")?;
+            let count = var("SLURM_ARRAY_TASK_COUNT")?
+                .context("SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not")?;
             let first = var("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
-            return Self::new(id.checked_sub(first).context("SLURM_ARRAY_TASK_ID is below SLURM_ARRAY_TASK_MIN")?, count);
+            return Self::new(
+                id.checked_sub(first).context("SLURM_ARRAY_TASK_ID is below SLURM_ARRAY_TASK_MIN")?,
+                count,
+            );
         }
         if let Some(index) = var("JOB_COMPLETION_INDEX")? {
             let count = args.shards.context("JOB_COMPLETION_INDEX is set: give --shards N (the Job's completions)")?;
@@ -115,7 +119,8 @@ fn read_manifest(manifest: &Path) -> Result<Vec<Entry>> {
             .map(|source| Entry { name: source.strip_prefix(manifest).unwrap_or(&source).to_path_buf(), source })
             .collect());
     }
-    let text = std::fs::read_to_string(manifest).with_context(|| format!("cannot read manifest {}", manifest.display()))?;
+    let text =
+        std::fs::read_to_string(manifest).with_context(|| format!("cannot read manifest {}", manifest.display()))?;
     let base = manifest.parent().unwrap_or(Path::new("."));
     let mut entries = Vec::new();
     for (number, line) in text.lines().enumerate() {
@@ -163,7 +168,8 @@ pub fn run<B: Backend>(args: &BatchArgs, global: &Global, device: B::Device) -> 
         ProgressBar::hidden()
     } else {
         let bar = ProgressBar::new(todo.len() as u64).with_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} files  {msg}  {elapsed} < {eta}").expect("valid template"),
+            ProgressStyle::with_template("{bar:40} {pos}/{len} files  {msg}  {elapsed} < {eta}")
+                .expect("valid template"),
         );
         bar.enable_steady_tick(Duration::from_millis(200));
         bar
@@ -225,7 +231,11 @@ pub fn run<B: Backend>(args: &BatchArgs, global: &Global, device: B::Device) -> 
         ),
     );
     if !failures.is_empty() {
-        bail!("{} of {} files failed (listed above); fix or remove them and run again to finish the shard", failures.len(), mine.len());
+        bail!(
+            "{} of {} files failed (listed above); fix or remove them and run again to finish the shard",
+            failures.len(),
+            mine.len()
+        );
     }
     Ok(())
 }

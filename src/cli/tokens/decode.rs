@@ -138,7 +138,12 @@ impl<W: std::io::Write + std::io::Seek> Sink<W> {
 }
 
 /// Whole-file formats: read, validate everything, then decode.
-fn render_array<B: Backend, W: std::io::Write + std::io::Seek>(codec: &Codec<B>, path: &Path, format: TokenFormat, sink: &mut Sink<W>) -> Result<usize> {
+fn render_array<B: Backend, W: std::io::Write + std::io::Seek>(
+    codec: &Codec<B>,
+    path: &Path,
+    format: TokenFormat,
+    sink: &mut Sink<W>,
+) -> Result<usize> {
     let mut bytes = Vec::new();
     if path == Path::new("-") {
         std::io::stdin().read_to_end(&mut bytes).context("cannot read stdin")?;
@@ -169,7 +174,11 @@ fn render_array<B: Backend, W: std::io::Write + std::io::Seek>(codec: &Codec<B>,
 
 /// JSON Lines: frames are parsed on a reader thread and decoded as soon as they arrive, a
 /// few at a time when several are already waiting.
-fn render_jsonl<B: Backend, W: std::io::Write + std::io::Seek>(codec: &Codec<B>, input: Box<dyn BufRead + Send>, sink: &mut Sink<W>) -> Result<usize> {
+fn render_jsonl<B: Backend, W: std::io::Write + std::io::Seek>(
+    codec: &Codec<B>,
+    input: Box<dyn BufRead + Send>,
+    sink: &mut Sink<W>,
+) -> Result<usize> {
     let mut frames = JsonlFrames::new(input, codec.config(), codec.model_id())?;
     sink.limit = frames.meta().and_then(|m| m.samples);
     let (send, receive) = mpsc::sync_channel::<tokenwave::Result<Vec<u16>>>(4 * MAX_FRAMES_PER_STEP);

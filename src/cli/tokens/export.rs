@@ -34,11 +34,8 @@ pub struct ExportArgs {
 pub fn run<B: Backend>(args: &ExportArgs, global: &Global, device: B::Device) -> Result<()> {
     let codec = load_codec::<B>(global, device)?;
     let stages = args.rate.stages(&codec)?;
-    let format = args
-        .format
-        .map(TokenFormat::from)
-        .or_else(|| TokenFormat::from_path(&args.out))
-        .unwrap_or(TokenFormat::Npy);
+    let format =
+        args.format.map(TokenFormat::from).or_else(|| TokenFormat::from_path(&args.out)).unwrap_or(TokenFormat::Npy);
     let targets = targets(&args.inputs, &args.out, format)?;
     let started = Instant::now();
     let mut seconds = 0.0;
