@@ -158,36 +158,52 @@ pub fn run<B: Backend>(args: &EvalArgs, global: &Global, device: B::Device) -> R
     let mut used: Vec<Vec<bool>> = vec![vec![false; codec.config().codebook_size]; codec.config().max_stages];
     let mut clips = Vec::new();
     let mut plot_rows: Vec<(String, Vec<f32>)> = Vec::new();
-    for (index, file) in files.iter().enumerate() {
+    let mut skipped = Vec::new();
+    for file in &files {
         check_interrupt()?;
         let reference = load(file, rate, args.max_seconds)?;
         let seconds = reference.len() as f64 / f64::from(rate);
         let mut results = Vec::new();
-        for &s in &stages {
-            let started = Instant::now();
-            let codes = codec.encode(&reference, s)?;
-            let decoded = codec.decode(&codes)?;
-            let rtf = started.elapsed().as_secs_f64() / seconds;
+        let mut clip_codes = Vec::new();
+        let mut rows = Vec::new();
+        let scored: Result<()> = (|| {
+            for &s in &stages {
+                let started = Instant::now();
+                let codes = codec.encode(&reference, s)?;
+                let decoded = codec.decode(&codes)?;
+                let rtf = started.elapsed().as_secs_f64() / seconds;
+                let kbps = container_bytes(&codec, &codes, reference.len() as u64)? as f64 * 8.0 / seconds / 1000.0;
+                results.push(Scores::measure(&reference, &decoded[..reference.len()], &mel, kbps, rtf)?);
+                if plot_rows.is_empty() && args.plot.is_some() {
+                    rows.push((format!("tokenwave {kbps:.1} kbps"), decoded[..reference.len()].to_vec()));
+                }
+                clip_codes.push(codes);
+            }
+            if args.compare.contains(&Other::Opus) {
+                for kbps in [6, 9, 12] {
+                    results.push(opus(&reference, kbps, scratch.path(), &mel)?);
+                }
+            }
+            if args.compare.contains(&Other::Codec2) {
+                for bps in [1600, 3200] {
+                    results.push(codec2(&reference, bps, scratch.path(), &mel)?);
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = scored {
+            // A clip too short (or too quiet) to score is skipped, not the whole evaluation.
+            if !global.quiet {
+                eprintln!("tokenwave: skipped {}: {e:#}", file.display());
+            }
+            skipped.push(file.clone());
+            continue;
+        }
+        for codes in &clip_codes {
             for frame in 0..codes.frames() {
                 for (stage, &code) in codes.frame(frame).iter().enumerate() {
                     used[stage][usize::from(code)] = true;
                 }
-            }
-            let kbps = container_bytes(&codec, &codes, reference.len() as u64)? as f64 * 8.0 / seconds / 1000.0;
-            let scores = Scores::measure(&reference, &decoded[..reference.len()], &mel, kbps, rtf);
-            results.push(scores.with_context(|| format!("cannot score {}", file.display()))?);
-            if index == 0 && args.plot.is_some() {
-                plot_rows.push((format!("tokenwave {:.1} kbps", kbps), decoded[..reference.len()].to_vec()));
-            }
-        }
-        if args.compare.contains(&Other::Opus) {
-            for kbps in [6, 9, 12] {
-                results.push(opus(&reference, kbps, scratch.path(), &mel)?);
-            }
-        }
-        if args.compare.contains(&Other::Codec2) {
-            for bps in [1600, 3200] {
-                results.push(codec2(&reference, bps, scratch.path(), &mel)?);
             }
         }
         if !global.quiet && !global.json {
@@ -203,11 +219,15 @@ pub fn run<B: Backend>(args: &EvalArgs, global: &Global, device: B::Device) -> R
         for (all, s) in per_system.iter_mut().zip(results) {
             all.push(s);
         }
-        if index == 0
+        if plot_rows.is_empty()
             && let Some(path) = &args.plot
         {
-            super::plot::spectrograms(path, rate, &reference, &plot_rows)?;
+            super::plot::spectrograms(path, rate, &reference, &rows)?;
+            plot_rows = rows;
         }
+    }
+    if clips.is_empty() {
+        bail!("none of the {} clips could be scored (all too short or silent)", files.len());
     }
     let utilization: Vec<f64> = used
         .iter()
@@ -216,8 +236,9 @@ pub fn run<B: Backend>(args: &EvalArgs, global: &Global, device: B::Device) -> R
         .collect();
     let means: Vec<Scores> = per_system.iter().map(|all| Scores::mean(all)).collect();
     let mut table = format!(
-        "mean over {} clips:\n  {:<22} {:>7} {:>6} {:>6} {:>8} {:>8} {:>7}\n",
-        files.len(),
+        "mean over {} clips ({} skipped):\n  {:<22} {:>7} {:>6} {:>6} {:>8} {:>8} {:>7}\n",
+        clips.len(),
+        skipped.len(),
         "system",
         "kbps",
         "STOI",
@@ -238,7 +259,7 @@ pub fn run<B: Backend>(args: &EvalArgs, global: &Global, device: B::Device) -> R
         global,
         false,
         json!({
-            "model_id": codec.model_id().to_string(), "clips": clips,
+            "model_id": codec.model_id().to_string(), "clips": clips, "skipped": skipped,
             "mean": systems.iter().zip(&means).map(|(n, s)| json!({"system": n, "scores": s.json()})).collect::<Vec<_>>(),
             "codebook_utilization": utilization,
         }),
