@@ -226,17 +226,21 @@ fn build<T: SizedSample + FromSample<f32>>(
             }
         }
     };
-    let on_error = {
-        let shared = shared.clone();
-        move |e: cpal::Error| {
-            if e.kind() == cpal::ErrorKind::Xrun {
-                shared.xruns.fetch_add(1, Ordering::Relaxed);
-            } else if let Ok(mut slot) = shared.error.lock() {
-                slot.get_or_insert_with(|| format!("audio output device failed: {e}"));
-            }
-        }
-    };
+    let on_error = error_callback(shared, "output");
     device.build_output_stream::<T, _, _>(config, on_data, on_error, Some(Duration::from_secs(5))).map_err(device_error)
+}
+
+/// The device's error callback (not the audio callback, so it may lock): counts xruns and
+/// keeps the first real failure for the next read or write to report.
+fn error_callback(shared: &Arc<Shared>, direction: &'static str) -> impl FnMut(cpal::Error) + Send + 'static {
+    let shared = shared.clone();
+    move |e: cpal::Error| {
+        if e.kind() == cpal::ErrorKind::Xrun {
+            shared.xruns.fetch_add(1, Ordering::Relaxed);
+        } else if let Ok(mut slot) = shared.error.lock() {
+            slot.get_or_insert_with(|| format!("audio {direction} device failed: {e}"));
+        }
+    }
 }
 
 /// Device buffer asked for: 10 ms. Smaller buffers showed xruns through pipewire-alsa under
@@ -358,15 +362,6 @@ where
             }
         }
     };
-    let on_error = {
-        let shared = shared.clone();
-        move |e: cpal::Error| {
-            if e.kind() == cpal::ErrorKind::Xrun {
-                shared.xruns.fetch_add(1, Ordering::Relaxed);
-            } else if let Ok(mut slot) = shared.error.lock() {
-                slot.get_or_insert_with(|| format!("audio input device failed: {e}"));
-            }
-        }
-    };
+    let on_error = error_callback(shared, "input");
     device.build_input_stream::<T, _, _>(config, on_data, on_error, Some(Duration::from_secs(5))).map_err(device_error)
 }
