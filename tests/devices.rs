@@ -25,10 +25,12 @@ fn pcm(path: &Path) -> Vec<f64> {
     hound::WavReader::open(path).unwrap().into_samples::<i16>().map(|s| f64::from(s.unwrap())).collect()
 }
 
-/// Records the fake speaker at 16 kHz mono until stopped.
-fn record_speaker(path: &Path) -> Child {
+/// Records a sink's monitor (`fake_spk` the speaker, `fake_mic` the microphone) at 16 kHz
+/// mono until stopped.
+fn record(sink: &str, path: &Path) -> Child {
     Command::new("parecord")
-        .args(["--device=fake_spk.monitor", "--rate=16000", "--channels=1", "--format=s16le", "--file-format=wav"])
+        .arg(format!("--device={sink}.monitor"))
+        .args(["--rate=16000", "--channels=1", "--format=s16le", "--file-format=wav"])
         .arg(path)
         .spawn()
         .expect("parecord runs")
@@ -69,7 +71,7 @@ fn tokens_play_reaches_the_speaker_intact() {
     let run = |args: &[&str]| Command::new(BIN).args(args).stdin(Stdio::null()).output().unwrap();
     let t = tokens.to_str().unwrap();
     assert!(run(&["tokens", "export", "samples/speech_nl.ogg", "--out", t, "-q"]).status.success());
-    let recorder = record_speaker(&heard);
+    let recorder = record("fake_spk", &heard);
     std::thread::sleep(Duration::from_millis(300));
     let played = run(&["tokens", "decode", t, rendered.to_str().unwrap(), "--play", "--json"]);
     stop(recorder);
@@ -133,12 +135,8 @@ fn live_carries_the_microphone_to_the_speaker() {
     let _devices = DEVICES.lock().unwrap_or_else(|e| e.into_inner());
     let dir = TempDir::new().unwrap();
     let (mic, heard) = (dir.path().join("mic.wav"), dir.path().join("heard.wav"));
-    let mic_recorder = Command::new("parecord")
-        .args(["--device=fake_mic.monitor", "--rate=16000", "--channels=1", "--format=s16le", "--file-format=wav"])
-        .arg(&mic)
-        .spawn()
-        .unwrap();
-    let speaker_recorder = record_speaker(&heard);
+    let mic_recorder = record("fake_mic", &mic);
+    let speaker_recorder = record("fake_spk", &heard);
     let live = Command::new(BIN)
         .args(["live", "--seconds", "8", "--kbps", "3", "--json"])
         .stdin(Stdio::null())

@@ -9,9 +9,9 @@ use burn::tensor::backend::Backend;
 use clap::Args;
 use indicatif::ProgressBar;
 use serde_json::json;
-use tokenwave::Codec;
 use tokenwave::audio::AudioSource;
 use tokenwave::bitstream::{Header, TkwWriter, container};
+use tokenwave::{Codec, Codes};
 
 use super::output::Output;
 use super::{Global, RateArgs, check_interrupt, load_codec, progress, report};
@@ -102,23 +102,10 @@ pub fn encode_to<B: Backend, W: Write + Seek>(
         original_samples: None,
     };
     let mut writer = TkwWriter::new(BufWriter::new(out), header.clone())?;
-    let mut encoder = codec.stream_encoder(stages)?;
-    let mut batch = Vec::with_capacity(BATCH_SAMPLES);
-    while let Some(piece) = source.next_chunk()? {
-        check_interrupt()?;
-        batch.extend_from_slice(&piece);
-        if batch.len() >= BATCH_SAMPLES {
-            writer.write(&encoder.push(&batch)?)?;
-            batch.clear();
-            bar.set_position(encoder.samples_in() / u64::from(config.sample_rate));
-        }
-    }
-    writer.write(&encoder.push(&batch)?)?;
-    let samples = encoder.samples_in();
-    if samples == 0 {
-        bail!("the input contains no audio samples");
-    }
-    writer.write(&encoder.flush())?;
+    let samples = encode_source(codec, &mut source, stages, |codes, samples_in| {
+        bar.set_position(samples_in / u64::from(config.sample_rate));
+        Ok(writer.write(codes)?)
+    })?;
     let mut out = writer.finish(samples)?;
     header.original_samples = Some(samples);
     container::rewrite_header(&mut out, &header)?;
@@ -130,4 +117,32 @@ pub fn encode_to<B: Backend, W: Write + Seek>(
         source_rate: header.source_rate,
         seconds_of_work: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Runs all of `source` through a streaming encoder in [`BATCH_SAMPLES`] pieces, handing
+/// each piece's codes (and the samples consumed so far) to `emit`; returns the number of
+/// samples encoded. An input without samples is an error.
+pub fn encode_source<B: Backend>(
+    codec: &Codec<B>,
+    source: &mut AudioSource,
+    stages: usize,
+    mut emit: impl FnMut(&Codes, u64) -> Result<()>,
+) -> Result<u64> {
+    let mut encoder = codec.stream_encoder(stages)?;
+    let mut batch = Vec::with_capacity(BATCH_SAMPLES);
+    while let Some(piece) = source.next_chunk()? {
+        check_interrupt()?;
+        batch.extend_from_slice(&piece);
+        if batch.len() >= BATCH_SAMPLES {
+            emit(&encoder.push(&batch)?, encoder.samples_in())?;
+            batch.clear();
+        }
+    }
+    emit(&encoder.push(&batch)?, encoder.samples_in())?;
+    let samples = encoder.samples_in();
+    if samples == 0 {
+        bail!("the input contains no audio samples");
+    }
+    emit(&encoder.flush(), samples)?;
+    Ok(samples)
 }

@@ -14,8 +14,9 @@ use tokenwave::audio::AudioSource;
 use tokenwave::tokens::{Layout, TokenFormat, TokenMeta, Tokens, npy_metadata_path};
 use tokenwave::{Codec, Codes};
 
+use super::Global;
+use super::encode::encode_source;
 use super::output::Output;
-use super::{Global, check_interrupt};
 
 #[derive(Args)]
 pub struct TokensArgs {
@@ -81,29 +82,11 @@ impl From<LayoutArg> for Layout {
     }
 }
 
-/// Samples handed to the encoder at once (2 s at 16 kHz).
-const ENCODE_BATCH: usize = 32_000;
-
 /// Encodes the audio file at `path` into tokens with `stages` codes per frame.
 pub fn tokenize<B: Backend>(codec: &Codec<B>, path: &Path, stages: usize, layout: Layout) -> Result<Tokens> {
     let mut source = AudioSource::open(path, codec.config().sample_rate)?;
-    let mut encoder = codec.stream_encoder(stages)?;
     let mut codes = Codes::empty(stages);
-    let mut pending = Vec::with_capacity(ENCODE_BATCH);
-    while let Some(piece) = source.next_chunk()? {
-        check_interrupt()?;
-        pending.extend_from_slice(&piece);
-        if pending.len() >= ENCODE_BATCH {
-            codes.extend(&encoder.push(&pending)?)?;
-            pending.clear();
-        }
-    }
-    codes.extend(&encoder.push(&pending)?)?;
-    let samples = encoder.samples_in();
-    if samples == 0 {
-        bail!("{}: the file contains no audio samples", path.display());
-    }
-    codes.extend(&encoder.flush())?;
+    let samples = encode_source(codec, &mut source, stages, |piece, _| Ok(codes.extend(piece)?))?;
     let meta = TokenMeta::new(codec.config(), codec.model_id(), stages, layout, Some(samples));
     Ok(Tokens { meta, codes })
 }
