@@ -38,6 +38,14 @@ fn pcm(path: &str) -> Vec<i16> {
     hound::WavReader::open(path).unwrap().into_samples::<i16>().map(Result::unwrap).collect()
 }
 
+/// Sample-exact equality, reported as a count rather than two long arrays.
+fn assert_same_pcm(actual: &[i16], expected: &[i16], what: &str) {
+    assert_eq!(actual.len(), expected.len(), "{what}: length");
+    let differ = actual.iter().zip(expected).filter(|(a, b)| a != b).count();
+    let first = actual.iter().zip(expected).position(|(a, b)| a != b);
+    assert_eq!(differ, 0, "{what}: {differ} samples differ, first at {first:?}");
+}
+
 /// One stderr line naming `needle`, a non-zero exit, and no file `target`.
 fn assert_refused(out: &Output, needle: &str, target: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -64,7 +72,7 @@ fn export_then_decode_matches_the_tkw_path_in_every_format_and_layout() {
         ok(tokenwave(&["tokens", "export", SPEECH, "--out", &tokens, "--layout", layout, "--kbps", "3", "-q"]));
         let wav = path(&dir, &format!("{name}.wav"));
         ok(tokenwave(&["tokens", "decode", &tokens, &wav, "-q"]));
-        assert_eq!(pcm(&wav), expected, "{name} ({layout})");
+        assert_same_pcm(&pcm(&wav), &expected, &format!("{name} ({layout})"));
     }
     let meta: serde_json::Value = serde_json::from_str(&fs::read_to_string(path(&dir, "a.npy.json")).unwrap()).unwrap();
     assert_eq!(meta["stages"], 6);

@@ -62,7 +62,10 @@ pub fn run<B: Backend>(args: &DecodeArgs, global: &Global, device: B::Device) ->
     let mut sink = Sink { wav, speaker, written: 0, limit: None };
     let started = Instant::now();
     let frames = match format {
-        TokenFormat::Jsonl => render_jsonl(&codec, open(&args.input)?, &mut sink),
+        TokenFormat::Jsonl => {
+            let live = args.input == Path::new("-");
+            render_jsonl(&codec, open(&args.input)?, live, &mut sink)
+        }
         format => render_array(&codec, &args.input, format, &mut sink),
     }
     .with_context(|| format!("cannot decode {}", args.input.display()))?;
@@ -172,11 +175,13 @@ fn render_array<B: Backend, W: std::io::Write + std::io::Seek>(
     Ok(frames)
 }
 
-/// JSON Lines: frames are parsed on a reader thread and decoded as soon as they arrive, a
-/// few at a time when several are already waiting.
+/// JSON Lines: frames are parsed on a reader thread. A `live` stream (stdin) is decoded as
+/// soon as frames arrive, a few at a time when several are waiting; a file is decoded in
+/// fixed steps, so the same file always renders to the same samples.
 fn render_jsonl<B: Backend, W: std::io::Write + std::io::Seek>(
     codec: &Codec<B>,
     input: Box<dyn BufRead + Send>,
+    live: bool,
     sink: &mut Sink<W>,
 ) -> Result<usize> {
     let mut frames = JsonlFrames::new(input, codec.config(), codec.model_id())?;
@@ -204,9 +209,10 @@ fn render_jsonl<B: Backend, W: std::io::Write + std::io::Seek>(
         let stages = first.len();
         let mut data = first;
         while data.len() < MAX_FRAMES_PER_STEP * stages {
-            match receive.try_recv() {
-                Ok(frame) => data.extend(frame?),
-                Err(_) => break,
+            let next = if live { receive.try_recv().ok() } else { receive.recv().ok() };
+            match next {
+                Some(frame) => data.extend(frame?),
+                None => break,
             }
         }
         let codes = Codes::from_frame_major(stages, data)?;
