@@ -57,6 +57,9 @@ pub enum Error {
     /// A caller asked for something the model cannot do.
     #[error("{0}")]
     InvalidArgument(String),
+    /// A live stream could not be set up or broke off.
+    #[error("{0}")]
+    Network(String),
     /// The user interrupted the job.
     #[error("interrupted")]
     Interrupted,

@@ -7,10 +7,13 @@ mod encode;
 mod eval;
 mod info;
 mod init_model;
+mod keygen;
 mod live;
 mod output;
 mod plot;
+mod receive;
 mod roundtrip;
+mod send;
 mod tokens;
 mod train;
 
@@ -86,6 +89,12 @@ enum Command {
     Train(train::TrainArgs),
     /// Talk into the microphone and hear yourself through the codec, in real time.
     Live(live::LiveArgs),
+    /// Stream the microphone (or a file) to a `tokenwave receive` over UDP, authenticated.
+    Send(send::SendArgs),
+    /// Play (or record to a file) what a `tokenwave send` streams.
+    Receive(receive::ReceiveArgs),
+    /// Write a fresh random key file for `send` and `receive`.
+    Keygen(keygen::KeygenArgs),
     /// List the audio devices.
     Devices,
     /// Measure quality (STOI, ESTOI, SI-SDR, log-mel, real bitrate, speed) on clips, optionally
@@ -128,6 +137,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::InitModel(args) => init_model::run(&args),
         Command::Info(args) => info::run(&args, &cli.global),
         Command::Devices => devices::run(&cli.global),
+        Command::Keygen(args) => keygen::run(&args),
         Command::Train(args) => train::run(&args, &cli.global),
         command => match cli.global.device {
             DeviceKind::Cpu => dispatch::<tokenwave::CpuBackend>(command, &cli.global, Default::default()),
@@ -174,7 +184,9 @@ fn dispatch<B: Backend>(command: Command, global: &Global, device: B::Device) ->
         Command::Tokens(args) => tokens::run::<B>(&args, global, device),
         Command::Eval(args) => eval::run::<B>(&args, global, device),
         Command::Live(args) => live::run::<B>(&args, global, device),
-        Command::Info(_) | Command::InitModel(_) | Command::Train(_) | Command::Devices => {
+        Command::Send(args) => send::run::<B>(&args, global, device),
+        Command::Receive(args) => receive::run::<B>(&args, global, device),
+        Command::Info(_) | Command::InitModel(_) | Command::Train(_) | Command::Devices | Command::Keygen(_) => {
             unreachable!("handled before choosing a device")
         }
     }

@@ -29,7 +29,7 @@ pub struct JitterStats {
     pub received: u64,
     /// Frames that came after their turn, dropped.
     pub late: u64,
-    /// Frames seen before, dropped.
+    /// Frames seen before (redundant copies, duplicates), dropped.
     pub duplicate: u64,
     /// Frame periods filled by concealment.
     pub concealed: u64,
@@ -37,6 +37,8 @@ pub struct JitterStats {
     pub trimmed: u64,
     /// Real frames played.
     pub played: u64,
+    /// Time the played frames spent in the buffer, summed, in microseconds.
+    pub waited_micros: u64,
 }
 
 /// Consecutive lost frames concealed by repetition before falling silent (60 ms).
@@ -47,7 +49,8 @@ const CONCEAL_FADE: f32 = 0.6;
 /// A jitter buffer for frames of a fixed duration.
 #[derive(Debug)]
 pub struct JitterBuffer {
-    frames: BTreeMap<u64, Vec<u16>>,
+    /// Waiting frames: codes and arrival time.
+    frames: BTreeMap<u64, (Vec<u16>, f64)>,
     /// The next frame index to play; `None` until playout starts.
     next: Option<u64>,
     frame_seconds: f64,
@@ -60,6 +63,11 @@ pub struct JitterBuffer {
     last_good: Option<Vec<u16>>,
     lost_run: u32,
     stats: JitterStats,
+    /// Highest frame index inserted, and a bitmap of the 64 below it that arrived.
+    highest: Option<u64>,
+    seen: u64,
+    /// When the first frame arrived.
+    first_arrival: Option<f64>,
 }
 
 impl JitterBuffer {
@@ -77,6 +85,9 @@ impl JitterBuffer {
             last_good: None,
             lost_run: 0,
             stats: JitterStats::default(),
+            highest: None,
+            seen: 0,
+            first_arrival: None,
         }
     }
 
@@ -106,12 +117,12 @@ impl JitterBuffer {
     /// Takes frame `index` (its codes) that arrived at `arrival` seconds on the receiver's
     /// clock; frame `index` was sent at `index * frame_seconds` on the sender's.
     pub fn insert(&mut self, index: u64, codes: Vec<u16>, arrival: f64) {
-        if self.next.is_some_and(|next| index < next) {
-            self.stats.late += 1;
+        if self.seen_before(index) {
+            self.stats.duplicate += 1;
             return;
         }
-        if self.frames.contains_key(&index) {
-            self.stats.duplicate += 1;
+        if self.next.is_some_and(|next| index < next) {
+            self.stats.late += 1;
             return;
         }
         let transit = arrival - index as f64 * self.frame_seconds;
@@ -119,16 +130,41 @@ impl JitterBuffer {
             self.jitter += ((transit - last).abs() - self.jitter) / 16.0;
         }
         self.last_transit = Some(transit);
-        self.frames.insert(index, codes);
+        self.first_arrival.get_or_insert(arrival);
+        self.frames.insert(index, (codes, arrival));
         self.stats.received += 1;
     }
 
-    /// What to play for the next frame period.
-    pub fn pop(&mut self) -> Playout {
+    /// Whether frame `index` came before (a redundant copy or a duplicate), remembering it
+    /// if not. Frames further back than the window are treated as seen.
+    fn seen_before(&mut self, index: u64) -> bool {
+        let Some(highest) = self.highest else {
+            (self.highest, self.seen) = (Some(index), 1);
+            return false;
+        };
+        if index > highest {
+            let shift = index - highest;
+            self.seen = if shift >= 64 { 1 } else { self.seen << shift | 1 };
+            self.highest = Some(index);
+            return false;
+        }
+        let age = highest - index;
+        if age >= 64 || self.seen & (1 << age) != 0 {
+            return true;
+        }
+        self.seen |= 1 << age;
+        false
+    }
+
+    /// What to play for the next frame period, at `now` on the clock of
+    /// [`insert`](Self::insert)'s arrival times. Playout starts half a frame after the first
+    /// frame arrived, so that the next one, due a frame later, has half a frame of slack.
+    pub fn pop(&mut self, now: f64) -> Playout {
         let next = match self.next {
             Some(next) => next,
             None => {
-                if self.frames.len() < self.target_depth() {
+                let settled = self.first_arrival.is_some_and(|t| now - t >= self.frame_seconds / 2.0);
+                if self.frames.len() < self.target_depth() || !settled {
                     return Playout::Silence;
                 }
                 *self.frames.keys().next().expect("not empty")
@@ -142,16 +178,28 @@ impl JitterBuffer {
             self.stats.trimmed += 1;
             next = next.max(first + 1);
         }
-        self.next = Some(next + 1);
         self.frames.retain(|&i, _| i >= next);
+        // After a long gap (an outage) play on from the first frame there is instead of
+        // concealing frames that are long gone.
+        if let Some(&first) = self.frames.keys().next()
+            && first - next > u64::from(MAX_CONCEALED)
+        {
+            next = first;
+        }
         match self.frames.remove(&next) {
-            Some(codes) => {
+            Some((codes, arrival)) => {
+                self.stats.waited_micros += ((now - arrival).max(0.0) * 1e6) as u64;
+                self.next = Some(next + 1);
                 self.lost_run = 0;
                 self.stats.played += 1;
                 self.last_good = Some(codes.clone());
                 Playout::Frame(codes)
             }
             None => {
+                // Nothing newer has arrived either: the frame is late rather than lost, so
+                // wait for it. The delay grows by a frame, which is how the buffer deepens
+                // when the network gets shakier; trimming bounds it.
+                self.next = Some(if self.frames.is_empty() { next } else { next + 1 });
                 self.lost_run += 1;
                 match &self.last_good {
                     Some(codes) if self.lost_run <= MAX_CONCEALED => {
@@ -184,20 +232,24 @@ mod tests {
         buffer.insert(1, codes(1), 0.04);
         buffer.insert(0, codes(0), 0.021);
         buffer.insert(1, codes(1), 0.032);
-        assert_eq!(buffer.pop(), Playout::Frame(codes(0)));
-        assert_eq!(buffer.pop(), Playout::Frame(codes(1)));
+        assert_eq!(buffer.pop(9.0), Playout::Frame(codes(0)));
+        assert_eq!(buffer.pop(9.0), Playout::Frame(codes(1)));
         buffer.insert(0, codes(0), 0.05);
+        buffer.insert(3, codes(3), 0.07);
+        assert!(matches!(buffer.pop(9.0), Playout::Concealed { .. }), "frame 2 missing, 3 waiting: 2 is lost");
+        assert_eq!(buffer.pop(9.0), Playout::Frame(codes(3)));
+        buffer.insert(2, codes(2), 0.09);
         let stats = buffer.stats();
-        assert_eq!((stats.duplicate, stats.late, stats.played), (1, 1, 2));
+        assert_eq!((stats.duplicate, stats.late, stats.played), (2, 1, 3));
     }
 
     #[test]
     fn conceals_short_losses_fading_and_falls_silent_on_long_ones() {
         let mut buffer = JitterBuffer::new(FRAME, 1, 10);
         buffer.insert(0, codes(0), 0.0);
-        assert_eq!(buffer.pop(), Playout::Frame(codes(0)));
+        assert_eq!(buffer.pop(9.0), Playout::Frame(codes(0)));
         let gains: Vec<f32> = (0..4)
-            .map(|_| match buffer.pop() {
+            .map(|_| match buffer.pop(9.0) {
                 Playout::Concealed { codes: c, gain } => {
                     assert_eq!(c, codes(0));
                     gain
@@ -207,7 +259,22 @@ mod tests {
             .collect();
         assert!(gains[0] > gains[1] && gains[1] > gains[2] && gains[2] > 0.0 && gains[3] == 0.0, "{gains:?}");
         buffer.insert(5, codes(5), 0.1);
-        assert_eq!(buffer.pop(), Playout::Frame(codes(5)));
+        assert_eq!(buffer.pop(9.0), Playout::Frame(codes(5)));
+    }
+
+    #[test]
+    fn a_late_frame_is_waited_for_and_a_lost_one_skipped() {
+        let mut buffer = JitterBuffer::new(FRAME, 1, 10);
+        buffer.insert(0, codes(0), 0.0);
+        assert_eq!(buffer.pop(0.005), Playout::Silence, "playout starts half a frame after the first arrival");
+        assert_eq!(buffer.pop(0.011), Playout::Frame(codes(0)));
+        assert!(matches!(buffer.pop(9.0), Playout::Concealed { .. }), "frame 1 is not there yet");
+        buffer.insert(1, codes(1), 0.045);
+        assert_eq!(buffer.pop(9.0), Playout::Frame(codes(1)), "frame 1 came late and is still played");
+        buffer.insert(3, codes(3), 0.07);
+        assert!(matches!(buffer.pop(9.0), Playout::Concealed { .. }), "frame 2 is lost: frame 3 came first");
+        assert_eq!(buffer.pop(9.0), Playout::Frame(codes(3)));
+        assert_eq!(buffer.stats().late, 0);
     }
 
     #[test]
@@ -234,7 +301,7 @@ mod tests {
         for i in 0..40u64 {
             buffer.insert(i, codes(i), 1.0);
         }
-        let first = buffer.pop();
+        let first = buffer.pop(9.0);
         assert!(matches!(first, Playout::Frame(_)));
         assert!(buffer.depth() <= buffer.target_depth() + 2, "{} frames held", buffer.depth());
         assert!(buffer.stats().trimmed > 0);

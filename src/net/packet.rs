@@ -8,6 +8,7 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use crate::bitstream::pack;
 use crate::codes::Codes;
 use crate::error::{Error, Result};
+use crate::model::{ModelConfig, ModelId};
 
 /// First byte of every packet.
 const MAGIC: u8 = 0x54;
@@ -59,6 +60,39 @@ pub struct StreamInfo {
 const INFO_LEN: usize = 16 + 4 + 2 + 1 + 1;
 
 impl StreamInfo {
+    /// What `model` (with id `model_id`) streams with `stages` quantizer stages.
+    pub fn new(model: &ModelConfig, model_id: ModelId, stages: usize) -> Self {
+        Self {
+            model_id: model_id.0,
+            sample_rate: model.sample_rate,
+            hop: model.hop() as u16,
+            stages: stages as u8,
+            bits_per_code: model.bits_per_code() as u8,
+        }
+    }
+
+    /// Whether a receiver streaming `self` (its model, at most `self.stages` stages) can
+    /// decode what a sender describes in `theirs`.
+    pub fn accepts(&self, theirs: &StreamInfo) -> bool {
+        self.model_id == theirs.model_id
+            && self.sample_rate == theirs.sample_rate
+            && self.hop == theirs.hop
+            && self.bits_per_code == theirs.bits_per_code
+            && (1..=self.stages).contains(&theirs.stages)
+    }
+
+    /// One line for error messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "model {} ({} Hz, hop {}, {} stages of {} bits)",
+            ModelId(self.model_id),
+            self.sample_rate,
+            self.hop,
+            self.stages,
+            self.bits_per_code
+        )
+    }
+
     fn write(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.model_id);
         out.extend_from_slice(&self.sample_rate.to_le_bytes());

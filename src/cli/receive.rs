@@ -1,0 +1,430 @@
+//! `tokenwave receive`: authenticated UDP packets from a `tokenwave send` → jitter buffer →
+//! decoder → speaker (or a WAV file).
+//!
+//! A tokio thread receives, authenticates and files frames into the jitter buffer the
+//! moment they arrive (so arrival times are honest); this thread takes one frame per
+//! 20 ms period out of it — when the speaker wants one, or by the clock for a file — and
+//! decodes it.
+
+use std::io::BufWriter;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use burn::tensor::backend::Backend;
+use clap::Args;
+use serde_json::json;
+use tokenwave::audio::{Speaker, WavSink};
+use tokenwave::net::{Event, JitterBuffer, JitterStats, Key, LinkStats, Playout, ReceiverLink, StreamInfo};
+use tokenwave::{Codec, Codes, StreamDecoder};
+
+use super::output::Output;
+use super::send::read_key;
+use super::{Global, interrupted, load_codec, report};
+
+#[derive(Args)]
+pub struct ReceiveArgs {
+    /// Address to listen on, ADDR:PORT (port 0: any free port, printed at start).
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: String,
+    /// Key shared with the sender: a file of 64 hex digits (`tokenwave keygen FILE`).
+    #[arg(long, value_name = "FILE")]
+    key_file: PathBuf,
+    /// Write what arrives to this WAV file (the model's rate) instead of playing it; ends
+    /// when the sender stops.
+    #[arg(long, value_name = "FILE", conflicts_with = "output_device")]
+    output: Option<PathBuf>,
+    /// Output device (default: the system's; `tokenwave devices` lists them).
+    #[arg(long, value_name = "NAME")]
+    output_device: Option<String>,
+    /// Give up if no sender has connected after this many seconds (default: wait).
+    #[arg(long, value_name = "S")]
+    timeout: Option<f64>,
+    /// Most delay the jitter buffer may hold, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 200)]
+    max_delay: u32,
+}
+
+/// A session whose sender has been silent this long is over.
+const QUIET_END: Duration = Duration::from_secs(2);
+/// The speaker is handed a frame when it has less than this much queued: a little over one
+/// 10 ms device period, so frames are taken a frame period apart, when the last one is
+/// nearly played, keeping the slack the jitter buffer set at the start.
+const SPEAKER_LOW_WATER: f64 = 0.012;
+
+/// What the network thread shares with the playout loop.
+struct Shared {
+    jitter: JitterBuffer,
+    /// Current sender and when its session began (the arrival clock's zero).
+    session: Option<(SocketAddr, Instant)>,
+    /// Sessions begun so far; the playout loop resets its decoder when this changes.
+    sessions: u64,
+    /// The sender said bye.
+    ended: bool,
+    last_packet: Instant,
+    link: LinkStats,
+    /// Why the network thread stopped, if it did.
+    failed: Option<tokenwave::Error>,
+    /// Jitter counters of sessions already over.
+    earlier: JitterStats,
+}
+
+pub fn run<B: Backend>(args: &ReceiveArgs, global: &Global, device: B::Device) -> Result<()> {
+    let codec = load_codec::<B>(global, device)?;
+    let key = read_key(&args.key_file)?;
+    let listen: SocketAddr = args
+        .listen
+        .parse()
+        .with_context(|| format!("--listen {:?} is not ADDR:PORT, e.g. 0.0.0.0:7070", args.listen))?;
+    let config = codec.config();
+    let frame_seconds = config.hop() as f64 / f64::from(config.sample_rate);
+    let max_depth = ((f64::from(args.max_delay) / 1000.0 / frame_seconds) as usize).max(1);
+    let new_buffer = move || JitterBuffer::new(frame_seconds, 1, max_depth);
+    let info = StreamInfo::new(config, codec.model_id(), config.max_stages);
+    let shared = Arc::new(Mutex::new(Shared {
+        jitter: new_buffer(),
+        session: None,
+        sessions: 0,
+        ended: false,
+        last_packet: Instant::now(),
+        link: LinkStats::default(),
+        failed: None,
+        earlier: JitterStats::default(),
+    }));
+    let (bound_tx, bound_rx) = std::sync::mpsc::channel::<tokenwave::Result<SocketAddr>>();
+    let network_shared = Arc::clone(&shared);
+    std::thread::spawn(move || {
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => runtime,
+            Err(e) => return bound_tx.send(Err(tokenwave::Error::io("cannot start the network thread", e))),
+        };
+        runtime.block_on(listen_loop(listen, key, info, network_shared, new_buffer, bound_tx));
+        Ok(())
+    });
+    let local = bound_rx.recv().map_err(|_| anyhow!("the network thread failed"))??;
+    if !global.quiet {
+        eprintln!("tokenwave: listening on {local}");
+    }
+
+    let mut playout = Renderer::new(&codec, args)?;
+    let waited = Instant::now();
+    let started = Instant::now();
+    let mut sessions_seen = 0;
+    let mut window = Instant::now();
+    loop {
+        if interrupted() {
+            break;
+        }
+        let (sessions, active, ended_and_empty, quiet, failed) = {
+            let mut s = lock(&shared);
+            (
+                s.sessions,
+                s.session.is_some(),
+                s.ended && s.jitter.depth() == 0,
+                s.session.is_some() && s.last_packet.elapsed() > QUIET_END,
+                s.failed.take(),
+            )
+        };
+        if let Some(e) = failed {
+            playout.abandon();
+            return Err(e.into());
+        }
+        if sessions == 0 {
+            if args.timeout.is_some_and(|t| waited.elapsed().as_secs_f64() > t) {
+                let link = lock(&shared).link;
+                playout.abandon();
+                bail!(
+                    "no sender connected within {} s ({} packets refused: {} unauthenticated, {} replayed, {} malformed); check the address and that both ends use the same key file",
+                    args.timeout.unwrap_or_default(),
+                    link.unauthenticated + link.replayed + link.malformed,
+                    link.unauthenticated,
+                    link.replayed,
+                    link.malformed
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        }
+        if sessions != sessions_seen {
+            sessions_seen = sessions;
+            playout.restart(&codec);
+        }
+        if active && (ended_and_empty || quiet) {
+            end_session(&shared);
+            if playout.to_file() {
+                break;
+            }
+        }
+        if !active && !ended_and_empty {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        }
+        if !playout.wants_frame() {
+            std::thread::sleep(Duration::from_millis(1));
+            continue;
+        }
+        let next = {
+            let mut s = lock(&shared);
+            let now = s.session.map_or(0.0, |(_, since)| since.elapsed().as_secs_f64());
+            s.jitter.pop(now)
+        };
+        playout.play(next)?;
+        if window.elapsed() >= Duration::from_secs(1) && !global.quiet && !global.json {
+            status_line(&shared, &playout, started, frame_seconds);
+            window = Instant::now();
+        }
+    }
+    let (jitter, link) = {
+        let mut s = lock(&shared);
+        let jitter = add(s.earlier, s.jitter.stats());
+        s.earlier = JitterStats::default();
+        (jitter, s.link)
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let mean_delay_ms = jitter.waited_micros as f64 / 1000.0 / jitter.played.max(1) as f64;
+    let heard = playout.finish()?;
+    if sessions_seen == 0 {
+        bail!("no sender connected; nothing was received");
+    }
+    let periods = jitter.played + jitter.concealed;
+    let concealed_share = if periods == 0 { 0.0 } else { jitter.concealed as f64 / periods as f64 };
+    report(
+        global,
+        false,
+        json!({
+            "seconds": seconds, "heard_seconds": heard, "sessions": sessions_seen,
+            "frames_played": jitter.played, "frames_concealed": jitter.concealed, "concealed_share": concealed_share,
+            "late": jitter.late, "redundant_or_duplicate": jitter.duplicate, "trimmed": jitter.trimmed,
+            "packets_accepted": link.accepted, "bytes_accepted": link.accepted_bytes,
+            "unauthenticated": link.unauthenticated, "replayed": link.replayed, "malformed": link.malformed,
+            "stale": link.stale, "mean_buffer_delay_ms": mean_delay_ms,
+        }),
+        format!(
+            "receive: {heard:.1} s heard, {} frames played, {:.1}% concealed, {} late; refused {} unauthenticated, {} replayed, {} malformed",
+            jitter.played,
+            concealed_share * 100.0,
+            jitter.late,
+            link.unauthenticated,
+            link.replayed,
+            link.malformed
+        ),
+    );
+    Ok(())
+}
+
+fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
+    shared.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn add(a: JitterStats, b: JitterStats) -> JitterStats {
+    JitterStats {
+        received: a.received + b.received,
+        late: a.late + b.late,
+        duplicate: a.duplicate + b.duplicate,
+        concealed: a.concealed + b.concealed,
+        trimmed: a.trimmed + b.trimmed,
+        played: a.played + b.played,
+        waited_micros: a.waited_micros + b.waited_micros,
+    }
+}
+
+fn end_session(shared: &Mutex<Shared>) {
+    let mut s = lock(shared);
+    s.session = None;
+    s.ended = false;
+}
+
+/// Receives until the process ends; every authentic frame goes into the jitter buffer.
+async fn listen_loop(
+    listen: SocketAddr,
+    key: Key,
+    info: StreamInfo,
+    shared: Arc<Mutex<Shared>>,
+    new_buffer: impl Fn() -> JitterBuffer,
+    bound: std::sync::mpsc::Sender<tokenwave::Result<SocketAddr>>,
+) {
+    let mut link = match ReceiverLink::bind(listen, &key, info).await {
+        Ok(link) => link,
+        Err(e) => {
+            let _ = bound.send(Err(e));
+            return;
+        }
+    };
+    let _ = bound.send(link.local_addr());
+    loop {
+        let event = link.next().await;
+        let mut s = lock(&shared);
+        s.link = link.stats();
+        match event {
+            Ok(Event::Started { peer, .. }) => {
+                let finished = std::mem::replace(&mut s.jitter, new_buffer()).stats();
+                s.earlier = add(s.earlier, finished);
+                s.session = Some((peer, Instant::now()));
+                s.sessions += 1;
+                s.ended = false;
+                s.last_packet = Instant::now();
+            }
+            Ok(Event::Frames { first, codes }) => {
+                let Some((_, since)) = s.session else { continue };
+                let arrival = since.elapsed().as_secs_f64();
+                s.last_packet = Instant::now();
+                for f in 0..codes.frames() {
+                    s.jitter.insert(u64::from(first) + f as u64, codes.frame(f).to_vec(), arrival);
+                }
+            }
+            Ok(Event::Ended) => s.ended = true,
+            Ok(Event::Dropped(_) | Event::Stale) => {}
+            Err(e) => {
+                s.failed = Some(e);
+                return;
+            }
+        }
+    }
+}
+
+/// Where decoded frames go, and the clock that asks for them.
+struct Renderer<B: Backend> {
+    decoder: StreamDecoder<B>,
+    speaker: Option<Speaker>,
+    wav: Option<(Output, WavSink<BufWriter<std::fs::File>>)>,
+    hop: usize,
+    rate: u32,
+    /// Samples handed on.
+    samples: u64,
+    /// A real frame has been played in this session (silence before it is not written).
+    started: bool,
+    /// When to ask for the next frame (file output), or poll the jitter buffer (start).
+    poll: Instant,
+    /// One frame period.
+    frame: Duration,
+}
+
+impl<B: Backend> Renderer<B> {
+    fn new(codec: &Codec<B>, args: &ReceiveArgs) -> Result<Self> {
+        let rate = codec.config().sample_rate;
+        let (speaker, wav) = match &args.output {
+            Some(path) => {
+                let mut output = Output::create(path)?;
+                let sink = WavSink::new(BufWriter::new(output.file().try_clone()?), rate)?;
+                (None, Some((output, sink)))
+            }
+            None => (Some(Speaker::open(args.output_device.as_deref(), rate)?), None),
+        };
+        Ok(Self {
+            decoder: codec.stream_decoder(),
+            speaker,
+            wav,
+            hop: codec.config().hop(),
+            rate,
+            samples: 0,
+            started: false,
+            poll: Instant::now(),
+            frame: Duration::from_secs_f64(codec.config().hop() as f64 / f64::from(rate)),
+        })
+    }
+
+    fn to_file(&self) -> bool {
+        self.wav.is_some()
+    }
+
+    /// A new session: fresh decoder state.
+    fn restart(&mut self, codec: &Codec<B>) {
+        self.decoder = codec.stream_decoder();
+        self.started = false;
+    }
+
+    /// Whether the next period is due. Until the first frame plays, every millisecond (the
+    /// jitter buffer says when to start); then by the speaker's appetite, or for a file by
+    /// the clock, one frame period after another from the first frame on.
+    fn wants_frame(&mut self) -> bool {
+        let now = Instant::now();
+        if !self.started {
+            let due = now >= self.poll;
+            self.poll = now + Duration::from_millis(1);
+            return due;
+        }
+        match &self.speaker {
+            Some(speaker) => speaker.queued_seconds() < SPEAKER_LOW_WATER,
+            None => {
+                if now < self.poll {
+                    return false;
+                }
+                self.poll += self.frame;
+                true
+            }
+        }
+    }
+
+    fn play(&mut self, next: Playout) -> Result<()> {
+        let audio = match next {
+            Playout::Frame(codes) => {
+                if !self.started {
+                    self.started = true;
+                    self.poll = Instant::now() + self.frame;
+                }
+                self.decode(codes)?
+            }
+            Playout::Concealed { codes, gain } => self.decode(codes)?.into_iter().map(|x| x * gain).collect(),
+            Playout::Silence => vec![0.0; self.hop],
+        };
+        if !self.started {
+            return Ok(());
+        }
+        self.samples += audio.len() as u64;
+        if let Some((_, wav)) = &mut self.wav {
+            wav.write(&audio)?;
+        }
+        if let Some(speaker) = &mut self.speaker {
+            speaker.play(&audio)?;
+        }
+        Ok(())
+    }
+
+    fn decode(&mut self, codes: Vec<u16>) -> Result<Vec<f32>> {
+        let stages = codes.len();
+        Ok(self.decoder.push(&Codes::from_frame_major(stages, codes)?)?)
+    }
+
+    /// Leaves no output file behind.
+    fn abandon(&mut self) {
+        self.wav = None;
+    }
+
+    /// Completes the WAV (only if something was heard) or plays out the speaker; returns
+    /// the seconds heard.
+    fn finish(self) -> Result<f64> {
+        let seconds = self.samples as f64 / f64::from(self.rate);
+        if let Some((output, wav)) = self.wav {
+            wav.finish()?;
+            if self.samples > 0 {
+                output.commit()?;
+            }
+        }
+        if let Some(speaker) = self.speaker {
+            speaker.finish()?;
+        }
+        Ok(seconds)
+    }
+}
+
+fn status_line<B: Backend>(shared: &Mutex<Shared>, playout: &Renderer<B>, started: Instant, frame_seconds: f64) {
+    let s = lock(shared);
+    let stats = s.jitter.stats();
+    let periods = (stats.played + stats.concealed).max(1);
+    let peer = s.session.map_or_else(|| "nobody".to_string(), |(peer, _)| peer.to_string());
+    eprintln!(
+        "receive {:>5.0} s | from {peer} | buffer {} frames ({:.0} ms, jitter {:.1} ms) | concealed {:.1}% | late {} | refused {} unauthenticated, {} replayed, {} malformed | underruns {}",
+        started.elapsed().as_secs_f64(),
+        s.jitter.depth(),
+        s.jitter.depth() as f64 * frame_seconds * 1000.0,
+        s.jitter.jitter_seconds() * 1000.0,
+        stats.concealed as f64 / periods as f64 * 100.0,
+        stats.late,
+        s.link.unauthenticated,
+        s.link.replayed,
+        s.link.malformed,
+        playout.speaker.as_ref().map_or(0, Speaker::underruns),
+    );
+}
