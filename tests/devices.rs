@@ -18,6 +18,11 @@ fn devices_available() -> bool {
         eprintln!("skipped: no audio devices (run `eval \"$(.ci/headless-audio start)\"` first, as CI does)");
         return false;
     }
+    // Without them the sound server falls back to its defaults and the recordings would
+    // compare a device with itself.
+    let sinks = Command::new("pactl").args(["list", "short", "sinks"]).output().expect("pactl runs");
+    let sinks = String::from_utf8_lossy(&sinks.stdout);
+    assert!(sinks.contains("fake_mic") && sinks.contains("fake_spk"), "the fake devices are missing: {sinks}");
     true
 }
 
@@ -162,6 +167,72 @@ fn live_carries_the_microphone_to_the_speaker() {
     // Speech through the codec keeps its syllable envelope: measured 0.94. Silence, noise,
     // a stuck or dropping pipeline give well under 0.5.
     assert!(correlation > 0.8, "envelope correlation {correlation}");
+    // Nothing gets through faster than one 20 ms frame: a smaller lag means the two
+    // recordings are of the same device.
+    assert!(lag >= 20, "latency {lag} ms");
     // 8 s is 400 frames; device start-up takes a few.
     assert!(summary["frames"].as_u64().unwrap() > 350, "{summary}");
+}
+
+#[test]
+fn send_and_receive_carry_the_microphone_to_the_speaker_over_loopback() {
+    if !devices_available() {
+        return;
+    }
+    let _devices = DEVICES.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new().unwrap();
+    let key = dir.path().join("k.key");
+    assert!(Command::new(BIN).arg("keygen").arg(&key).status().unwrap().success());
+    let (mic, heard) = (dir.path().join("mic.wav"), dir.path().join("heard.wav"));
+    let mut receiver = Command::new(BIN)
+        .args(["receive", "--listen", "127.0.0.1:0", "--json", "--key-file"])
+        .arg(&key)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut receiver_err = std::io::BufReader::new(receiver.stderr.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut receiver_err, &mut first).unwrap();
+    let at = first.trim().rsplit(' ').next().unwrap().to_string();
+    let mic_recorder = record("fake_mic", &mic);
+    let speaker_recorder = record("fake_spk", &heard);
+    let sender = Command::new(BIN)
+        .args(["send", "--to", &at, "--seconds", "8", "--kbps", "3", "--json", "--key-file"])
+        .arg(&key)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let player = Command::new("paplay").args(["--device=fake_mic", "samples/speech_cs.wav"]).status().unwrap();
+    assert!(player.success());
+    let sent = sender.wait_with_output().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    Command::new("kill").args(["-INT", &receiver.id().to_string()]).status().unwrap();
+    let received = receiver.wait_with_output().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut receiver_err, &mut rest).unwrap();
+    stop(speaker_recorder);
+    stop(mic_recorder);
+    assert!(sent.status.success(), "send: {}", String::from_utf8_lossy(&sent.stderr));
+    assert!(received.status.success(), "receive: {rest}");
+    let summary: serde_json::Value = serde_json::from_slice(&received.stdout).unwrap();
+    let (mic, heard) = (envelope(&pcm(&mic)), envelope(&pcm(&heard)));
+    let (lag, correlation) = (0..400)
+        .map(|lag| (lag, pearson(&mic[..mic.len() - lag], &heard[lag..])))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap();
+    eprintln!(
+        "send/receive: mic-to-speaker latency {lag} ms, envelope correlation {correlation:.3}, receiver {summary}, sender {}",
+        String::from_utf8_lossy(&sent.stdout).trim()
+    );
+    // The same bars as `live`: speech keeps its syllable envelope through the network path,
+    // and nothing arrives sooner than a frame.
+    assert!(correlation > 0.8, "envelope correlation {correlation}");
+    assert!(lag >= 20, "latency {lag} ms");
+    assert!(summary["frames_played"].as_u64().unwrap() > 350, "{summary}");
+    assert_eq!(summary["unauthenticated"], 0);
 }

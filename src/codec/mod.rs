@@ -10,6 +10,7 @@ pub use stream::{StreamDecoder, StreamEncoder};
 
 use crate::codes::Codes;
 use crate::error::{Error, Result};
+use crate::model::rvq::QuantizerTables;
 use crate::model::{Model, ModelConfig, ModelId, Weights};
 
 /// Frames the offline path hands to the model at once: bounds memory for any input length.
@@ -19,6 +20,7 @@ const OFFLINE_CHUNK_FRAMES: usize = 500;
 #[derive(Clone)]
 pub struct Codec<B: Backend> {
     model: Arc<Model<B>>,
+    quantizer: Arc<QuantizerTables<B>>,
     config: ModelConfig,
     id: ModelId,
     device: B::Device,
@@ -28,7 +30,8 @@ impl<B: Backend> Codec<B> {
     /// Builds the network from `weights` on `device`.
     pub fn new(weights: &Weights, device: B::Device) -> Result<Self> {
         let model = weights.build::<B>(&device)?;
-        Ok(Self { model: Arc::new(model), config: weights.config().clone(), id: weights.id(), device })
+        let quantizer = Arc::new(model.rvq.tables());
+        Ok(Self { model: Arc::new(model), quantizer, config: weights.config().clone(), id: weights.id(), device })
     }
 
     /// The model's sizes.
@@ -68,12 +71,12 @@ impl<B: Backend> Codec<B> {
     /// A streaming encoder emitting `stages` codes per frame.
     pub fn stream_encoder(&self, stages: usize) -> Result<StreamEncoder<B>> {
         self.check_stages(stages)?;
-        Ok(StreamEncoder::new(self.model.clone(), &self.config, stages, self.device.clone()))
+        Ok(StreamEncoder::new(self.model.clone(), self.quantizer.clone(), &self.config, stages, self.device.clone()))
     }
 
     /// A streaming decoder.
     pub fn stream_decoder(&self) -> StreamDecoder<B> {
-        StreamDecoder::new(self.model.clone(), &self.config, self.device.clone())
+        StreamDecoder::new(self.model.clone(), self.quantizer.clone(), &self.config, self.device.clone())
     }
 
     /// Encodes a whole signal at the model rate (the last frame padded with silence).

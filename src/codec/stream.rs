@@ -8,11 +8,13 @@ use crate::codes::Codes;
 use crate::error::{Error, Result};
 use crate::model::decoder::DecoderState;
 use crate::model::encoder::EncoderState;
+use crate::model::rvq::QuantizerTables;
 use crate::model::{Model, ModelConfig, Streaming};
 
 /// Turns samples at the model rate, given in pieces of any size, into whole frames of codes.
 pub struct StreamEncoder<B: Backend> {
     model: Arc<Model<B>>,
+    quantizer: Arc<QuantizerTables<B>>,
     state: EncoderState<B>,
     pending: Vec<f32>,
     hop: usize,
@@ -22,9 +24,15 @@ pub struct StreamEncoder<B: Backend> {
 }
 
 impl<B: Backend> StreamEncoder<B> {
-    pub(crate) fn new(model: Arc<Model<B>>, config: &ModelConfig, stages: usize, device: B::Device) -> Self {
+    pub(crate) fn new(
+        model: Arc<Model<B>>,
+        quantizer: Arc<QuantizerTables<B>>,
+        config: &ModelConfig,
+        stages: usize,
+        device: B::Device,
+    ) -> Self {
         let state = model.encoder.init_state(1, &device);
-        Self { model, state, pending: Vec::new(), hop: config.hop(), stages, samples_in: 0, device }
+        Self { model, quantizer, state, pending: Vec::new(), hop: config.hop(), stages, samples_in: 0, device }
     }
 
     /// Codes per frame this encoder emits.
@@ -69,7 +77,7 @@ impl<B: Backend> StreamEncoder<B> {
         let len = samples.len();
         let input = Tensor::<B, 3>::from_data(TensorData::new(samples, [1, len, 1]), &self.device);
         let latents = self.model.encoder.step(input, &mut self.state);
-        let codes = self.model.rvq.encode(latents, self.stages);
+        let codes = self.quantizer.encode(latents, self.stages);
         let values = codes.into_data().convert::<i64>().into_vec::<i64>().expect("int codes");
         let data = values.into_iter().map(|c| c as u16).collect();
         Codes::from_frame_major(self.stages, data).expect("whole frames")
@@ -79,6 +87,7 @@ impl<B: Backend> StreamEncoder<B> {
 /// Turns frames of codes into samples at the model rate, `hop` samples per frame.
 pub struct StreamDecoder<B: Backend> {
     model: Arc<Model<B>>,
+    quantizer: Arc<QuantizerTables<B>>,
     state: DecoderState<B>,
     codebook_size: usize,
     max_stages: usize,
@@ -87,9 +96,15 @@ pub struct StreamDecoder<B: Backend> {
 }
 
 impl<B: Backend> StreamDecoder<B> {
-    pub(crate) fn new(model: Arc<Model<B>>, config: &ModelConfig, device: B::Device) -> Self {
+    pub(crate) fn new(
+        model: Arc<Model<B>>,
+        quantizer: Arc<QuantizerTables<B>>,
+        config: &ModelConfig,
+        device: B::Device,
+    ) -> Self {
         let state = model.decoder.init_state(1, &device);
-        Self { model, state, codebook_size: config.codebook_size, max_stages: config.max_stages, frames_out: 0, device }
+        let (codebook_size, max_stages) = (config.codebook_size, config.max_stages);
+        Self { model, quantizer, state, codebook_size, max_stages, frames_out: 0, device }
     }
 
     /// Decodes the next frames. Every code is checked first: a bad one is an error naming it.
@@ -116,7 +131,7 @@ impl<B: Backend> StreamDecoder<B> {
         let (stages, frames) = (codes.stages(), codes.frames());
         let data: Vec<i64> = codes.as_frame_major().iter().map(|&c| i64::from(c)).collect();
         let indices = Tensor::<B, 3, Int>::from_data(TensorData::new(data, [1, frames, stages]), &self.device);
-        let latents = self.model.rvq.decode(indices);
+        let latents = self.quantizer.decode(indices);
         let audio = self.model.decoder.step(latents, &mut self.state);
         self.frames_out += frames as u64;
         Ok(audio.into_data().convert::<f32>().into_vec::<f32>().expect("float samples"))

@@ -66,3 +66,84 @@ impl<B: Backend> Rvq<B> {
         sum.reshape([batch, frames, dim])
     }
 }
+
+/// The quantizer made ready for inference: each stage's codebook split out, with its
+/// squared norms and its transpose times −2 computed once. Per frame and stage that leaves
+/// a matmul, an add, an argmin, a gather and a subtraction: at one frame per call the
+/// per-operation cost dominates, and recomputing the norms every call cost 0.3 ms per stage.
+/// Scores equal [`Rvq::nearest`]'s bit for bit (scaling by −2 is exact).
+#[derive(Debug, Clone)]
+pub struct QuantizerTables<B: Backend> {
+    codebooks: Vec<Tensor<B, 2>>,
+    scaled_transposed: Vec<Tensor<B, 2>>,
+    norms: Vec<Tensor<B, 2>>,
+    /// All codebooks as one table `[stages * size, dim]`, for decoding every stage at once.
+    flat: Tensor<B, 2>,
+    size: usize,
+}
+
+impl<B: Backend> Rvq<B> {
+    /// The tables for [`QuantizerTables::encode`] and [`QuantizerTables::decode`].
+    pub fn tables(&self) -> QuantizerTables<B> {
+        let [stages, size, dim] = self.codebooks.dims();
+        let codebooks: Vec<Tensor<B, 2>> = (0..stages).map(|s| self.codebook(s)).collect();
+        QuantizerTables {
+            scaled_transposed: codebooks.iter().map(|c| c.clone().transpose().mul_scalar(-2.0)).collect(),
+            norms: codebooks.iter().map(|c| (c.clone() * c.clone()).sum_dim(1).reshape([1, size])).collect(),
+            flat: self.codebooks.val().reshape([stages * size, dim]),
+            codebooks,
+            size,
+        }
+    }
+}
+
+impl<B: Backend> QuantizerTables<B> {
+    /// Codes `[batch, frames, stages]` for latents `[batch, frames, dim]`, as [`Rvq::encode`].
+    pub fn encode(&self, latents: Tensor<B, 3>, stages: usize) -> Tensor<B, 3, Int> {
+        let [batch, frames, dim] = latents.dims();
+        let rows = batch * frames;
+        let mut residual = latents.reshape([rows, dim]);
+        let mut codes = Vec::with_capacity(stages);
+        for stage in 0..stages {
+            let scores = residual.clone().matmul(self.scaled_transposed[stage].clone()) + self.norms[stage].clone();
+            let index = scores.argmin(1).reshape([rows]);
+            residual = residual - self.codebooks[stage].clone().select(0, index.clone());
+            codes.push(index.reshape([rows, 1]));
+        }
+        Tensor::cat(codes, 1).reshape([batch, frames, stages])
+    }
+
+    /// Latents `[batch, frames, dim]` for codes `[batch, frames, stages]`: one gather from
+    /// the flat table, summed over stages.
+    pub fn decode(&self, codes: Tensor<B, 3, Int>) -> Tensor<B, 3> {
+        let [batch, frames, stages] = codes.dims();
+        let dim = self.flat.dims()[1];
+        let offsets = Tensor::<B, 1, Int>::arange(0..stages as i64, &codes.device()).mul_scalar(self.size as i64);
+        let index = (codes + offsets.reshape([1, 1, stages])).reshape([batch * frames * stages]);
+        let vectors = self.flat.clone().select(0, index).reshape([batch * frames, stages, dim]);
+        vectors.sum_dim(1).reshape([batch, frames, dim])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::CpuBackend;
+
+    #[test]
+    fn the_inference_tables_code_and_decode_like_the_quantizer() {
+        let device = Default::default();
+        let config = ModelConfig::default();
+        let rvq = Rvq::<CpuBackend>::new(&config, &device);
+        let tables = rvq.tables();
+        let latents =
+            Tensor::<CpuBackend, 3>::random([2, 7, config.latent_dim], Distribution::Normal(0.0, 2.0), &device);
+        let stages = config.max_stages;
+        let codes = rvq.encode(latents.clone(), stages);
+        assert_eq!(tables.encode(latents, stages).into_data(), codes.clone().into_data());
+        let expected = rvq.decode(codes.clone()).into_data().into_vec::<f32>().unwrap();
+        let decoded = tables.decode(codes).into_data().into_vec::<f32>().unwrap();
+        let worst = expected.iter().zip(&decoded).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(worst < 1e-4, "decoded latents differ by {worst}");
+    }
+}
