@@ -125,3 +125,38 @@ fn no_audio_is_a_clear_error() {
     assert!(stderr.contains("no audio files"), "{stderr}");
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
 }
+
+#[test]
+fn low_dimensional_codebooks_train_checkpoint_resume_and_are_refused_for_coding() {
+    let dir = TempDir::new().unwrap();
+    let data = data(&dir);
+    let config = dir.path().join("factorized.json");
+    fs::write(&config, TINY.replace(r#""max_stages":2"#, r#""max_stages":2,"codebook_dim":4"#)).unwrap();
+    let run = dir.path().join("run");
+    let train = |steps: &str, resume: bool| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["train", "--data", &data, "--out"]).arg(&run).arg("--config").arg(&config);
+        cmd.args(["--batch", "2", "--crop-ms", "800", "--steps", steps, "-q"]).stdin(Stdio::null());
+        if resume {
+            cmd.arg("--resume");
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    train("3", false);
+    assert!(run.join("checkpoint/factorized.mpk").exists());
+    assert_eq!(checkpoint_step(&run), Some(3));
+    train("5", true);
+    assert_eq!(checkpoint_step(&run), Some(5));
+    // No inference weights for this design yet, and no way to make some by hand.
+    assert!(!run.join("model.safetensors").exists());
+    let out = Command::new(BIN)
+        .arg("init-model")
+        .arg(dir.path().join("w.safetensors"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("codebook_dim"), "{stderr}");
+}

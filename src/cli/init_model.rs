@@ -25,6 +25,9 @@ pub fn run(args: &InitModelArgs) -> Result<()> {
     if let Err(e) = config.validate() {
         bail!("invalid model config: {e}");
     }
+    if config.codebook_dim != 0 {
+        bail!("codebook_dim is a training experiment (`tokenwave train --config`); it makes no usable weights yet");
+    }
     let device = Default::default();
     CpuBackend::seed(&device, args.seed);
     let model = Model::<CpuBackend>::new(&config, &device);

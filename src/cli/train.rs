@@ -133,7 +133,12 @@ where
     };
     let last = train::<B>(options, device, &INTERRUPTED, &mut report)?;
     if !quiet {
-        eprintln!("stopped at step {last}; weights in {}", options.out.join("model.safetensors").display());
+        let weights = options.out.join("model.safetensors");
+        if weights.exists() {
+            eprintln!("stopped at step {last}; weights in {}", weights.display());
+        } else {
+            eprintln!("stopped at step {last}; checkpoint in {}", options.out.join("checkpoint").display());
+        }
     }
     Ok(())
 }

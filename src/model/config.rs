@@ -21,6 +21,11 @@ pub struct ModelConfig {
     pub codebook_size: usize,
     /// Number of residual quantizer stages the model was trained with.
     pub max_stages: usize,
+    /// 0: codebooks of full latent width, learned by EMA (the shipped design). Otherwise the
+    /// width of low-dimensional, L2-normalised codebooks (the other design of the
+    /// comparison in models/MODEL_CARD.md; training only so far).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub codebook_dim: usize,
     /// The frame-rate decoder.
     pub decoder: DecoderConfig,
 }
@@ -50,9 +55,14 @@ impl Default for ModelConfig {
             latent_dim: 128,
             codebook_size: 1024,
             max_stages: 12,
+            codebook_dim: 0,
             decoder: DecoderConfig { dim: 256, hidden: 768, blocks: 6, kernel: 7 },
         }
     }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl ModelConfig {
@@ -105,6 +115,9 @@ impl ModelConfig {
         }
         if !self.codebook_size.is_power_of_two() || !(2..=65_536).contains(&self.codebook_size) {
             return Err("codebook_size must be a power of two between 2 and 65536".into());
+        }
+        if self.codebook_dim >= self.latent_dim {
+            return Err("codebook_dim must be 0 (full width) or smaller than latent_dim".into());
         }
         if self.max_stages > 32 {
             return Err("max_stages must be at most 32".into());

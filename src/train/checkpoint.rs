@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::module::Module;
+use burn::module::{AutodiffModule, Module};
 use burn::optim::Optimizer;
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
@@ -47,6 +47,7 @@ pub fn save<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
     optimizer: &O,
     ema: &EmaCodebooks,
     state: &TrainState,
+    extra: impl FnOnce(&Path) -> Result<()>,
 ) -> Result<()> {
     let (partial, current, old) = (run.join("checkpoint.partial"), run.join("checkpoint"), run.join("checkpoint.old"));
     if partial.exists() {
@@ -58,6 +59,7 @@ pub fn save<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
     recorder().record(optimizer.to_record(), partial.join("optimizer")).map_err(record_error)?;
     let ema_json = serde_json::to_vec(ema).expect("codebook state serializes");
     std::fs::write(partial.join("codebooks.json"), ema_json).map_err(io(&partial))?;
+    extra(&partial)?;
     let state_json = serde_json::to_vec_pretty(state).expect("state serializes");
     std::fs::write(partial.join("state.json"), state_json).map_err(io(&partial))?;
     if current.exists() {
@@ -94,4 +96,31 @@ pub fn load<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
     let ema = serde_json::from_slice(&text)
         .map_err(|e| Error::Weights(format!("{}: bad codebooks.json: {e}", dir.display())))?;
     Ok((model, optimizer, ema))
+}
+
+/// Writes a further trained module and its optimizer state into checkpoint directory `dir`
+/// as `NAME.mpk` and `NAME_optimizer.mpk`.
+pub fn save_part<B: AutodiffBackend, M: AutodiffModule<B>, O: Optimizer<M, B>>(
+    dir: &Path,
+    name: &str,
+    module: &M,
+    optimizer: &O,
+) -> Result<()> {
+    let record_error = |e: burn::record::RecorderError| Error::Weights(format!("cannot write checkpoint: {e}"));
+    module.clone().save_file(dir.join(name), &recorder()).map_err(record_error)?;
+    recorder().record(optimizer.to_record(), dir.join(format!("{name}_optimizer"))).map_err(record_error)
+}
+
+/// Restores what [`save_part`] wrote.
+pub fn load_part<B: AutodiffBackend, M: AutodiffModule<B>, O: Optimizer<M, B>>(
+    dir: &Path,
+    name: &str,
+    module: M,
+    optimizer: O,
+    device: &B::Device,
+) -> Result<(M, O)> {
+    let record_error = |e: burn::record::RecorderError| Error::Weights(format!("{}: {e}", dir.display()));
+    let module = module.load_file(dir.join(name), &recorder(), device).map_err(record_error)?;
+    let record = recorder().load(dir.join(format!("{name}_optimizer")), device).map_err(record_error)?;
+    Ok((module, optimizer.load_record(record)))
 }

@@ -2,6 +2,7 @@
 
 mod checkpoint;
 mod data;
+mod factorized;
 mod loss;
 mod trainer;
 mod vq;

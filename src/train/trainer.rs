@@ -11,7 +11,7 @@ use std::time::Instant;
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::{AutodiffModule, Param};
 use burn::optim::adaptor::OptimizerAdaptor;
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 use rand::rngs::StdRng;
@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use super::checkpoint::{self, TrainState};
 use super::data::{Corpus, Loader};
+use super::factorized::{FactorizedRvq, Usage};
 use super::loss::SpectralLoss;
 use super::vq::{EmaCodebooks, StageStats};
 use crate::error::{Error, Result};
@@ -34,6 +35,11 @@ const COMMITMENT_WEIGHT: f64 = 0.25;
 const WARMUP_STEPS: u64 = 500;
 /// Steps between validation passes.
 const VALIDATION_EVERY: u64 = 250;
+/// The low-dimensional quantizer of a run that uses it, its optimizer and its code usage.
+type FactorizedState<B> = (FactorizedRvq<B>, OptimizerAdaptor<AdamW, FactorizedRvq<B>, B>, Usage);
+
+/// File name of the low-dimensional quantizer in a checkpoint.
+const FACTORIZED: &str = "factorized";
 /// Steps between metric lines.
 const LOG_EVERY: u64 = 10;
 /// Validation clips: this many crops of [`VALIDATION_SECONDS`] each, always the same ones.
@@ -124,12 +130,37 @@ fn learning_rate(peak: f64, step: u64, total: u64) -> f64 {
 }
 
 /// Forward pass of a training batch: reconstruction, commitment loss, and per stage the
-/// chosen codes and the residuals they were chosen for (for the EMA update).
+/// chosen codes and the residuals they were chosen for (for the EMA update; the projected
+/// inputs for the low-dimensional codebooks, to restart dead codes from).
 struct Forward<B: Backend> {
     reconstruction: Tensor<B, 2>,
     commitment: Tensor<B, 1>,
     codes: Vec<Vec<i64>>,
     residuals: Vec<Vec<f32>>,
+}
+
+/// The same with the low-dimensional, L2-normalised codebooks; its `commitment` already
+/// holds the weighted commitment and codebook losses.
+fn forward_factorized<B: Backend>(
+    model: &Model<B>,
+    quantizer: &FactorizedRvq<B>,
+    audio: Tensor<B, 3>,
+    stages: usize,
+) -> Forward<B> {
+    let [batch, len, _] = audio.dims();
+    let device = audio.device();
+    let latents = model.encoder.step(audio, &mut model.encoder.init_state(batch, &device));
+    let [_, frames, dim] = latents.dims();
+    let quantized = quantizer.quantize(latents.reshape([batch * frames, dim]), stages, COMMITMENT_WEIGHT);
+    let decoded = model
+        .decoder
+        .step(quantized.latents.reshape([batch, frames, dim]), &mut model.decoder.init_state(batch, &device));
+    Forward {
+        reconstruction: decoded.reshape([batch, len]),
+        commitment: quantized.loss,
+        codes: quantized.codes,
+        residuals: quantized.projected,
+    }
 }
 
 fn forward<B: Backend>(
@@ -179,6 +210,7 @@ fn apply_codebooks<B: Backend>(model: &mut Model<B>, ema: &EmaCodebooks, config:
 /// Log-mel L1 of the model on the validation clips at each stage count in `stage_counts`.
 fn validate<B: Backend>(
     model: &Model<B>,
+    factorized: Option<&FactorizedRvq<B>>,
     clips: &[f32],
     clip_len: usize,
     stage_counts: &[usize],
@@ -192,8 +224,15 @@ fn validate<B: Backend>(
     stage_counts
         .iter()
         .map(|&stages| {
-            let codes = model.rvq.encode(latents.clone(), stages);
-            let decoded = model.decoder.step(model.rvq.decode(codes), &mut model.decoder.init_state(batch, device));
+            let quantized = match factorized {
+                Some(quantizer) => {
+                    let [_, frames, dim] = latents.dims();
+                    let flat = latents.clone().reshape([batch * frames, dim]);
+                    quantizer.quantize(flat, stages, COMMITMENT_WEIGHT).latents.reshape([batch, frames, dim])
+                }
+                None => model.rvq.decode(model.rvq.encode(latents.clone(), stages)),
+            };
+            let decoded = model.decoder.step(quantized, &mut model.decoder.init_state(batch, device));
             let terms = loss.losses(decoded.reshape([batch, clip_len]), target.clone());
             (stages, terms.mel.into_scalar().elem_f32())
         })
@@ -276,6 +315,29 @@ pub fn train<B: AutodiffBackend>(
         ema = EmaCodebooks::from_codewords(config.max_stages, config.codebook_size, config.latent_dim, &codewords);
     }
 
+    // The other codebook design, when the config asks for it: its own module and optimizer,
+    // checkpointed beside the model.
+    let mut factorized = (config.codebook_dim > 0).then(|| {
+        let quantizer = FactorizedRvq::<B>::new(
+            config.max_stages,
+            config.codebook_size,
+            config.latent_dim,
+            config.codebook_dim,
+            &device,
+        );
+        let optimizer: OptimizerAdaptor<AdamW, FactorizedRvq<B>, B> = AdamWConfig::new()
+            .with_weight_decay(1e-4)
+            .with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)))
+            .init();
+        (quantizer, optimizer, Usage::new(config.max_stages, config.codebook_size))
+    });
+    if let Some(dir) = &previous
+        && let Some((quantizer, optimizer, usage)) = factorized.take()
+    {
+        let (quantizer, optimizer) = checkpoint::load_part(dir, FACTORIZED, quantizer, optimizer, &device)?;
+        factorized = Some((quantizer, optimizer, usage));
+    }
+
     let corpus = Arc::new(train_corpus);
     let loader = Loader::start(corpus, state.seed, state.step, options.batch, crop);
     let started = Instant::now();
@@ -286,13 +348,21 @@ pub fn train<B: AutodiffBackend>(
         .append(true)
         .open(out.join("metrics.jsonl"))
         .map_err(|e| Error::io("cannot open metrics.jsonl", e))?;
-    let save =
-        |model: &Model<B>, optimizer: &OptimizerAdaptor<_, Model<B>, B>, ema: &EmaCodebooks, step: u64| -> Result<()> {
-            let seconds = state.seconds + started.elapsed().as_secs_f64();
-            let train_state = TrainState { step, seed: state.seed, config: config.clone(), seconds };
-            checkpoint::save(out, model, optimizer, ema, &train_state)?;
-            export(out, &model.valid(), &config)
-        };
+    let save = |model: &Model<B>,
+                optimizer: &OptimizerAdaptor<_, Model<B>, B>,
+                ema: &EmaCodebooks,
+                factorized: &Option<FactorizedState<B>>,
+                step: u64|
+     -> Result<()> {
+        let seconds = state.seconds + started.elapsed().as_secs_f64();
+        let train_state = TrainState { step, seed: state.seed, config: config.clone(), seconds };
+        checkpoint::save(out, model, optimizer, ema, &train_state, |dir| match factorized {
+            Some((quantizer, optimizer, _)) => checkpoint::save_part(dir, FACTORIZED, quantizer, optimizer),
+            None => Ok(()),
+        })?;
+        // Inference weights exist for the shipped codebook design only.
+        if factorized.is_none() { export(out, &model.valid(), &config) } else { Ok(()) }
+    };
 
     while step < options.steps && !stop.load(Ordering::SeqCst) {
         let mut rng = StdRng::seed_from_u64(state.seed ^ step.wrapping_mul(0xD1B5_4A32_D192_ED03));
@@ -300,20 +370,37 @@ pub fn train<B: AutodiffBackend>(
             if rng.random::<f32>() < 0.5 { config.max_stages } else { rng.random_range(1..=config.max_stages) };
         let audio = Tensor::<B, 3>::from_data(TensorData::new(loader.next(), [options.batch, crop, 1]), &device);
         let target = audio.clone().reshape([options.batch, crop]);
-        let pass = forward(&model, audio, stages, &mut ema, &mut rng);
+        let (pass, quantizer_weight) = match &factorized {
+            Some((quantizer, _, _)) => (forward_factorized(&model, quantizer, audio, stages), 1.0),
+            None => (forward(&model, audio, stages, &mut ema, &mut rng), COMMITMENT_WEIGHT),
+        };
         let terms = loss.losses(pass.reconstruction, target);
         let total = terms.spectral_convergence.clone()
             + terms.log_magnitude.clone()
             + terms.mel.clone()
             + terms.waveform.clone().mul_scalar(WAVEFORM_WEIGHT)
-            + pass.commitment.clone().mul_scalar(COMMITMENT_WEIGHT);
+            + pass.commitment.clone().mul_scalar(quantizer_weight);
         let lr = learning_rate(options.learning_rate, step, options.steps);
-        let grads = GradientsParams::from_grads(total.backward(), &model);
+        let mut gradients = total.backward();
+        let grads = GradientsParams::from_module(&mut gradients, &model);
         model = optimizer.step(lr, model, grads);
-        for (stage, (codes, residuals)) in pass.codes.iter().zip(&pass.residuals).enumerate() {
-            ema.update(stage, codes, residuals, step, state.seed);
+        match factorized.take() {
+            Some((quantizer, mut quantizer_optimizer, mut usage)) => {
+                let grads = GradientsParams::from_module(&mut gradients, &quantizer);
+                let quantizer = quantizer_optimizer.step(lr, quantizer, grads);
+                for (stage, codes) in pass.codes.iter().enumerate() {
+                    usage.record(stage, codes, step + 1);
+                }
+                let (quantizer, _) = quantizer.restart_dead(&mut usage, &pass.residuals, step + 1, &mut rng);
+                factorized = Some((quantizer, quantizer_optimizer, usage));
+            }
+            None => {
+                for (stage, (codes, residuals)) in pass.codes.iter().zip(&pass.residuals).enumerate() {
+                    ema.update(stage, codes, residuals, step, state.seed);
+                }
+                apply_codebooks(&mut model, &ema, &config, &device);
+            }
         }
-        apply_codebooks(&mut model, &ema, &config, &device);
         step += 1;
 
         if step % LOG_EVERY == 0 || step == options.steps {
@@ -330,15 +417,20 @@ pub fn train<B: AutodiffBackend>(
                 stages,
                 learning_rate: lr,
                 audio_seconds_per_second: trained_seconds / started.elapsed().as_secs_f64(),
-                codebooks: ema.stats(step),
+                codebooks: match &factorized {
+                    Some((_, _, usage)) => usage.stats(step),
+                    None => ema.stats(step),
+                },
             };
             writeln!(metrics, "{}", serde_json::to_string(&log).expect("serializes"))
                 .map_err(|e| Error::io("metrics.jsonl", e))?;
             report(Event::Step(&log));
         }
         if step % VALIDATION_EVERY == 0 {
+            let quantizer = factorized.as_ref().map(|(quantizer, _, _)| quantizer.valid());
             let figures = validate(
                 &model.valid(),
+                quantizer.as_ref(),
                 &validation_clips,
                 clip_len,
                 &[config.max_stages / 2, config.max_stages],
@@ -351,13 +443,13 @@ pub fn train<B: AutodiffBackend>(
             report(Event::Validation(&log));
         }
         if last_checkpoint.elapsed().as_secs_f64() >= options.checkpoint_minutes * 60.0 {
-            save(&model, &optimizer, &ema, step)?;
+            save(&model, &optimizer, &ema, &factorized, step)?;
             last_checkpoint = Instant::now();
             report(Event::Checkpoint { step });
         }
     }
     if step > state.step {
-        save(&model, &optimizer, &ema, step)?;
+        save(&model, &optimizer, &ema, &factorized, step)?;
         report(Event::Checkpoint { step });
     }
     Ok(step)

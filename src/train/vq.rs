@@ -24,12 +24,17 @@ pub struct EmaCodebooks {
     sums: Vec<f32>,
     last_used: Vec<u64>,
     initialised: Vec<bool>,
+    /// Step each code was last chosen (a restart does not count), for the utilisation
+    /// figure; absent from checkpoints written before it existed.
+    #[serde(default)]
+    last_chosen: Vec<u64>,
 }
 
 /// Per-stage health figures.
 #[derive(Clone, Debug, Serialize)]
 pub struct StageStats {
-    /// Share of codes chosen in the last 50 steps (a code unused for longer is restarted).
+    /// Share of codes chosen in the last 50 steps (restarts not counted; a code unused for
+    /// longer is restarted).
     pub utilization: f32,
     /// `exp(entropy)` of the EMA code distribution.
     pub perplexity: f32,
@@ -46,6 +51,7 @@ impl EmaCodebooks {
             sums: vec![0.0; stages * size * dim],
             last_used: vec![0; stages * size],
             initialised: vec![false; stages],
+            last_chosen: vec![0; stages * size],
         }
     }
 
@@ -60,6 +66,7 @@ impl EmaCodebooks {
             sums: codewords.to_vec(),
             last_used: vec![0; stages * size],
             initialised: vec![true; stages],
+            last_chosen: vec![0; stages * size],
         }
     }
 
@@ -124,6 +131,10 @@ impl EmaCodebooks {
             }
             if counts[k] > 0.0 {
                 self.last_used[at] = step;
+                if self.last_chosen.len() != self.last_used.len() {
+                    self.last_chosen = vec![0; self.last_used.len()];
+                }
+                self.last_chosen[at] = step;
             }
         }
         let mut rng = StdRng::seed_from_u64(seed ^ step.rotate_left(17) ^ stage as u64);
@@ -147,9 +158,12 @@ impl EmaCodebooks {
         (0..self.stages)
             .map(|stage| {
                 let range = stage * self.size..(stage + 1) * self.size;
-                let used = self.last_used[range.clone()]
+                let used = self
+                    .last_chosen
+                    .get(range.clone())
+                    .unwrap_or_default()
                     .iter()
-                    .filter(|&&s| step.saturating_sub(s) <= DEAD_AFTER_STEPS)
+                    .filter(|&&s| s > 0 && step.saturating_sub(s) <= DEAD_AFTER_STEPS)
                     .count();
                 let counts = &self.counts[range];
                 let total: f32 = counts.iter().sum::<f32>().max(1e-12);
