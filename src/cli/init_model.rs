@@ -25,8 +25,10 @@ pub fn run(args: &InitModelArgs) -> Result<()> {
     if let Err(e) = config.validate() {
         bail!("invalid model config: {e}");
     }
-    if config.codebook_dim != 0 {
-        bail!("codebook_dim is a training experiment (`tokenwave train --config`); it makes no usable weights yet");
+    if config.codebook_dim != 0 || config.transposed_decoder {
+        bail!(
+            "codebook_dim and transposed_decoder are training experiments (`tokenwave train --config`); they make no usable weights yet"
+        );
     }
     let device = Default::default();
     CpuBackend::seed(&device, args.seed);

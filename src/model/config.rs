@@ -26,6 +26,10 @@ pub struct ModelConfig {
     /// comparison in models/MODEL_CARD.md; training only so far).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub codebook_dim: usize,
+    /// Decode with the encoder mirrored (transposed convolutions) instead of the ConvNeXt
+    /// stack: the other design of the decoder comparison; training only so far.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub transposed_decoder: bool,
     /// The frame-rate decoder.
     pub decoder: DecoderConfig,
 }
@@ -56,6 +60,7 @@ impl Default for ModelConfig {
             codebook_size: 1024,
             max_stages: 12,
             codebook_dim: 0,
+            transposed_decoder: false,
             decoder: DecoderConfig { dim: 256, hidden: 768, blocks: 6, kernel: 7 },
         }
     }

@@ -63,9 +63,9 @@ impl Weights {
         let config: ModelConfig =
             serde_json::from_str(json).map_err(|e| Error::Weights(format!("bad model config: {e}")))?;
         config.validate().map_err(|e| Error::Weights(format!("bad model config: {e}")))?;
-        if config.codebook_dim != 0 {
+        if config.codebook_dim != 0 || config.transposed_decoder {
             return Err(Error::Weights(
-                "low-dimensional codebooks (codebook_dim) are a training experiment, not usable for coding yet".into(),
+                "codebook_dim and transposed_decoder are training experiments, not usable for coding yet".into(),
             ));
         }
         let id = model_id(&config, &tensors);

@@ -5,6 +5,7 @@ mod data;
 mod factorized;
 mod loss;
 mod trainer;
+mod transposed;
 mod vq;
 
 pub use data::is_validation;

@@ -22,6 +22,7 @@ use super::checkpoint::{self, TrainState};
 use super::data::{Corpus, Loader};
 use super::factorized::{FactorizedRvq, Usage};
 use super::loss::SpectralLoss;
+use super::transposed::TransposedDecoder;
 use super::vq::{EmaCodebooks, StageStats};
 use crate::error::{Error, Result};
 use crate::model::rvq::Rvq;
@@ -38,6 +39,15 @@ const VALIDATION_EVERY: u64 = 250;
 /// The low-dimensional quantizer of a run that uses it, its optimizer and its code usage.
 type FactorizedState<B> = (FactorizedRvq<B>, OptimizerAdaptor<AdamW, FactorizedRvq<B>, B>, Usage);
 
+/// The transposed-conv decoder of a run that uses it, and its optimizer.
+type TransposedState<B> = (TransposedDecoder<B>, OptimizerAdaptor<AdamW, TransposedDecoder<B>, B>);
+
+fn transposed_decoder<B: AutodiffBackend>(state: &Option<TransposedState<B>>) -> Option<&TransposedDecoder<B>> {
+    state.as_ref().map(|(decoder, _)| decoder)
+}
+
+/// File name of the transposed-conv decoder in a checkpoint.
+const TRANSPOSED: &str = "transposed";
 /// File name of the low-dimensional quantizer in a checkpoint.
 const FACTORIZED: &str = "factorized";
 /// Steps between metric lines.
@@ -139,10 +149,29 @@ struct Forward<B: Backend> {
     residuals: Vec<Vec<f32>>,
 }
 
+/// Samples `[batch, frames * hop]` for latents `[batch, frames, dim]`: the model's decoder,
+/// or the transposed-conv one of the decoder comparison.
+fn decode<B: Backend>(
+    model: &Model<B>,
+    transposed: Option<&TransposedDecoder<B>>,
+    latents: Tensor<B, 3>,
+) -> Tensor<B, 2> {
+    let (batch, device) = (latents.dims()[0], latents.device());
+    match transposed {
+        Some(decoder) => decoder.forward(latents),
+        None => {
+            let audio = model.decoder.step(latents, &mut model.decoder.init_state(batch, &device));
+            let len = audio.shape().num_elements() / batch;
+            audio.reshape([batch, len])
+        }
+    }
+}
+
 /// The same with the low-dimensional, L2-normalised codebooks; its `commitment` already
 /// holds the weighted commitment and codebook losses.
 fn forward_factorized<B: Backend>(
     model: &Model<B>,
+    transposed: Option<&TransposedDecoder<B>>,
     quantizer: &FactorizedRvq<B>,
     audio: Tensor<B, 3>,
     stages: usize,
@@ -152,9 +181,7 @@ fn forward_factorized<B: Backend>(
     let latents = model.encoder.step(audio, &mut model.encoder.init_state(batch, &device));
     let [_, frames, dim] = latents.dims();
     let quantized = quantizer.quantize(latents.reshape([batch * frames, dim]), stages, COMMITMENT_WEIGHT);
-    let decoded = model
-        .decoder
-        .step(quantized.latents.reshape([batch, frames, dim]), &mut model.decoder.init_state(batch, &device));
+    let decoded = decode(model, transposed, quantized.latents.reshape([batch, frames, dim]));
     Forward {
         reconstruction: decoded.reshape([batch, len]),
         commitment: quantized.loss,
@@ -165,6 +192,7 @@ fn forward_factorized<B: Backend>(
 
 fn forward<B: Backend>(
     model: &Model<B>,
+    transposed: Option<&TransposedDecoder<B>>,
     audio: Tensor<B, 3>,
     stages: usize,
     ema: &mut EmaCodebooks,
@@ -194,9 +222,7 @@ fn forward<B: Backend>(
     let error = flat.clone() - quantized.clone();
     let commitment = (error.clone() * error).mean();
     let straight_through = flat.clone() + (quantized - flat).detach();
-    let decoded = model
-        .decoder
-        .step(straight_through.reshape([batch, frames, dim]), &mut model.decoder.init_state(batch, &device));
+    let decoded = decode(model, transposed, straight_through.reshape([batch, frames, dim]));
     Forward { reconstruction: decoded.reshape([batch, len]), commitment, codes, residuals }
 }
 
@@ -207,10 +233,11 @@ fn apply_codebooks<B: Backend>(model: &mut Model<B>, ema: &EmaCodebooks, config:
     model.rvq.codebooks = Param::from_tensor(tensor);
 }
 
-/// Log-mel L1 of the model on the validation clips at each stage count in `stage_counts`.
+/// Log-mel L1 of the model (with the comparison's other decoder and/or codebooks, when the
+/// run uses them) on the validation clips at each stage count in `stage_counts`.
 fn validate<B: Backend>(
     model: &Model<B>,
-    factorized: Option<&FactorizedRvq<B>>,
+    (transposed, factorized): (Option<&TransposedDecoder<B>>, Option<&FactorizedRvq<B>>),
     clips: &[f32],
     clip_len: usize,
     stage_counts: &[usize],
@@ -232,7 +259,7 @@ fn validate<B: Backend>(
                 }
                 None => model.rvq.decode(model.rvq.encode(latents.clone(), stages)),
             };
-            let decoded = model.decoder.step(quantized, &mut model.decoder.init_state(batch, device));
+            let decoded = decode(model, transposed, quantized);
             let terms = loss.losses(decoded.reshape([batch, clip_len]), target.clone());
             (stages, terms.mel.into_scalar().elem_f32())
         })
@@ -338,6 +365,21 @@ pub fn train<B: AutodiffBackend>(
         factorized = Some((quantizer, optimizer, usage));
     }
 
+    // The other decoder design, when the config asks for it, likewise.
+    let mut transposed = config.transposed_decoder.then(|| {
+        let decoder = TransposedDecoder::<B>::new(&config, &device);
+        let optimizer: OptimizerAdaptor<AdamW, TransposedDecoder<B>, B> = AdamWConfig::new()
+            .with_weight_decay(1e-4)
+            .with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)))
+            .init();
+        (decoder, optimizer)
+    });
+    if let Some(dir) = &previous
+        && let Some((decoder, optimizer)) = transposed.take()
+    {
+        transposed = Some(checkpoint::load_part(dir, TRANSPOSED, decoder, optimizer, &device)?);
+    }
+
     let corpus = Arc::new(train_corpus);
     let loader = Loader::start(corpus, state.seed, state.step, options.batch, crop);
     let started = Instant::now();
@@ -352,16 +394,22 @@ pub fn train<B: AutodiffBackend>(
                 optimizer: &OptimizerAdaptor<_, Model<B>, B>,
                 ema: &EmaCodebooks,
                 factorized: &Option<FactorizedState<B>>,
+                transposed: &Option<TransposedState<B>>,
                 step: u64|
      -> Result<()> {
         let seconds = state.seconds + started.elapsed().as_secs_f64();
         let train_state = TrainState { step, seed: state.seed, config: config.clone(), seconds };
-        checkpoint::save(out, model, optimizer, ema, &train_state, |dir| match factorized {
-            Some((quantizer, optimizer, _)) => checkpoint::save_part(dir, FACTORIZED, quantizer, optimizer),
-            None => Ok(()),
+        checkpoint::save(out, model, optimizer, ema, &train_state, |dir| {
+            if let Some((quantizer, optimizer, _)) = factorized {
+                checkpoint::save_part(dir, FACTORIZED, quantizer, optimizer)?;
+            }
+            if let Some((decoder, optimizer)) = transposed {
+                checkpoint::save_part(dir, TRANSPOSED, decoder, optimizer)?;
+            }
+            Ok(())
         })?;
-        // Inference weights exist for the shipped codebook design only.
-        if factorized.is_none() { export(out, &model.valid(), &config) } else { Ok(()) }
+        // Inference weights exist for the shipped designs only.
+        if factorized.is_none() && transposed.is_none() { export(out, &model.valid(), &config) } else { Ok(()) }
     };
 
     while step < options.steps && !stop.load(Ordering::SeqCst) {
@@ -371,8 +419,13 @@ pub fn train<B: AutodiffBackend>(
         let audio = Tensor::<B, 3>::from_data(TensorData::new(loader.next(), [options.batch, crop, 1]), &device);
         let target = audio.clone().reshape([options.batch, crop]);
         let (pass, quantizer_weight) = match &factorized {
-            Some((quantizer, _, _)) => (forward_factorized(&model, quantizer, audio, stages), 1.0),
-            None => (forward(&model, audio, stages, &mut ema, &mut rng), COMMITMENT_WEIGHT),
+            Some((quantizer, _, _)) => {
+                (forward_factorized(&model, transposed_decoder(&transposed), quantizer, audio, stages), 1.0)
+            }
+            None => {
+                let pass = forward(&model, transposed_decoder(&transposed), audio, stages, &mut ema, &mut rng);
+                (pass, COMMITMENT_WEIGHT)
+            }
         };
         let terms = loss.losses(pass.reconstruction, target);
         let total = terms.spectral_convergence.clone()
@@ -384,6 +437,10 @@ pub fn train<B: AutodiffBackend>(
         let mut gradients = total.backward();
         let grads = GradientsParams::from_module(&mut gradients, &model);
         model = optimizer.step(lr, model, grads);
+        if let Some((decoder, mut decoder_optimizer)) = transposed.take() {
+            let grads = GradientsParams::from_module(&mut gradients, &decoder);
+            transposed = Some((decoder_optimizer.step(lr, decoder, grads), decoder_optimizer));
+        }
         match factorized.take() {
             Some((quantizer, mut quantizer_optimizer, mut usage)) => {
                 let grads = GradientsParams::from_module(&mut gradients, &quantizer);
@@ -428,9 +485,10 @@ pub fn train<B: AutodiffBackend>(
         }
         if step % VALIDATION_EVERY == 0 {
             let quantizer = factorized.as_ref().map(|(quantizer, _, _)| quantizer.valid());
+            let decoder = transposed.as_ref().map(|(decoder, _)| decoder.valid());
             let figures = validate(
                 &model.valid(),
-                quantizer.as_ref(),
+                (decoder.as_ref(), quantizer.as_ref()),
                 &validation_clips,
                 clip_len,
                 &[config.max_stages / 2, config.max_stages],
@@ -443,13 +501,13 @@ pub fn train<B: AutodiffBackend>(
             report(Event::Validation(&log));
         }
         if last_checkpoint.elapsed().as_secs_f64() >= options.checkpoint_minutes * 60.0 {
-            save(&model, &optimizer, &ema, &factorized, step)?;
+            save(&model, &optimizer, &ema, &factorized, &transposed, step)?;
             last_checkpoint = Instant::now();
             report(Event::Checkpoint { step });
         }
     }
     if step > state.step {
-        save(&model, &optimizer, &ema, &factorized, step)?;
+        save(&model, &optimizer, &ema, &factorized, &transposed, step)?;
         report(Event::Checkpoint { step });
     }
     Ok(step)
