@@ -139,7 +139,7 @@ impl Speaker {
     }
 
     /// Queues samples, waiting while the ring is full (so a fast producer runs at most
-    /// [`RING_SECONDS`] ahead of the speaker).
+    /// half a second ahead of the speaker).
     pub fn play(&mut self, samples: &[f32]) -> Result<()> {
         let resampled = self.resampler.process(samples);
         self.push(&resampled)

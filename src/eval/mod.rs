@@ -91,7 +91,7 @@ pub(crate) fn mel_filterbank(n_fft: usize, sample_rate: u32, mels: usize) -> Vec
     filters
 }
 
-/// Log-mel spectrograms for [`log_mel_l1`]: 1024-point periodic-Hann STFT, hop 256, 64 mel
+/// Log-mel spectrograms for the log-mel L1 figure ([`LogMel::l1`]): 1024-point periodic-Hann STFT, hop 256, 64 mel
 /// bands, natural log — the definition the training validation uses.
 pub struct LogMel {
     stft: Stft,
