@@ -167,9 +167,9 @@ fn live_carries_the_microphone_to_the_speaker() {
     // Speech through the codec keeps its syllable envelope: measured 0.94. Silence, noise,
     // a stuck or dropping pipeline give well under 0.5.
     assert!(correlation > 0.8, "envelope correlation {correlation}");
-    // Nothing gets through faster than one 20 ms frame: a smaller lag means the two
-    // recordings are of the same device.
-    assert!(lag >= 20, "latency {lag} ms");
+    // The lag is reported, not asserted: the two recorders start up to tens of ms apart
+    // (scripts/measure-latency.sh measures on one clock). That the two recordings are of
+    // two different devices is checked by `devices_available`.
     // 8 s is 400 frames; device start-up takes a few.
     assert!(summary["frames"].as_u64().unwrap() > 350, "{summary}");
 }
@@ -229,10 +229,8 @@ fn send_and_receive_carry_the_microphone_to_the_speaker_over_loopback() {
         "send/receive: mic-to-speaker latency {lag} ms, envelope correlation {correlation:.3}, receiver {summary}, sender {}",
         String::from_utf8_lossy(&sent.stdout).trim()
     );
-    // The same bars as `live`: speech keeps its syllable envelope through the network path,
-    // and nothing arrives sooner than a frame.
+    // The same bar as `live`: speech keeps its syllable envelope through the network path.
     assert!(correlation > 0.8, "envelope correlation {correlation}");
-    assert!(lag >= 20, "latency {lag} ms");
     assert!(summary["frames_played"].as_u64().unwrap() > 350, "{summary}");
     assert_eq!(summary["unauthenticated"], 0);
 }
