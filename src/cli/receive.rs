@@ -109,7 +109,6 @@ pub fn run<B: Backend>(args: &ReceiveArgs, global: &Global, device: B::Device) -
     }
 
     let mut playout = Renderer::new(&codec, args)?;
-    let waited = Instant::now();
     let started = Instant::now();
     let mut sessions_seen = 0;
     let mut window = Instant::now();
@@ -132,7 +131,7 @@ pub fn run<B: Backend>(args: &ReceiveArgs, global: &Global, device: B::Device) -
             return Err(e.into());
         }
         if sessions == 0 {
-            if args.timeout.is_some_and(|t| waited.elapsed().as_secs_f64() > t) {
+            if args.timeout.is_some_and(|t| started.elapsed().as_secs_f64() > t) {
                 let link = lock(&shared).link;
                 playout.abandon();
                 bail!(
@@ -178,7 +177,7 @@ pub fn run<B: Backend>(args: &ReceiveArgs, global: &Global, device: B::Device) -
     }
     let (jitter, link) = {
         let mut s = lock(&shared);
-        let jitter = add(s.earlier, s.jitter.stats());
+        let jitter = s.earlier + s.jitter.stats();
         s.earlier = JitterStats::default();
         (jitter, s.link)
     };
@@ -218,18 +217,6 @@ fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
     shared.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn add(a: JitterStats, b: JitterStats) -> JitterStats {
-    JitterStats {
-        received: a.received + b.received,
-        late: a.late + b.late,
-        duplicate: a.duplicate + b.duplicate,
-        concealed: a.concealed + b.concealed,
-        trimmed: a.trimmed + b.trimmed,
-        played: a.played + b.played,
-        waited_micros: a.waited_micros + b.waited_micros,
-    }
-}
-
 fn end_session(shared: &Mutex<Shared>) {
     let mut s = lock(shared);
     s.session = None;
@@ -260,7 +247,7 @@ async fn listen_loop(
         match event {
             Ok(Event::Started { peer, .. }) => {
                 let finished = std::mem::replace(&mut s.jitter, new_buffer()).stats();
-                s.earlier = add(s.earlier, finished);
+                s.earlier = s.earlier + finished;
                 s.session = Some((peer, Instant::now()));
                 s.sessions += 1;
                 s.ended = false;
@@ -297,8 +284,6 @@ struct Renderer<B: Backend> {
     started: bool,
     /// When to ask for the next frame (file output), or poll the jitter buffer (start).
     poll: Instant,
-    /// One frame period.
-    frame: Duration,
 }
 
 impl<B: Backend> Renderer<B> {
@@ -321,8 +306,12 @@ impl<B: Backend> Renderer<B> {
             samples: 0,
             started: false,
             poll: Instant::now(),
-            frame: Duration::from_secs_f64(codec.config().hop() as f64 / f64::from(rate)),
         })
+    }
+
+    /// One frame period.
+    fn frame(&self) -> Duration {
+        Duration::from_secs_f64(self.hop as f64 / f64::from(self.rate))
     }
 
     fn to_file(&self) -> bool {
@@ -351,7 +340,7 @@ impl<B: Backend> Renderer<B> {
                 if now < self.poll {
                     return false;
                 }
-                self.poll += self.frame;
+                self.poll += self.frame();
                 true
             }
         }
@@ -362,7 +351,7 @@ impl<B: Backend> Renderer<B> {
             Playout::Frame(codes) => {
                 if !self.started {
                     self.started = true;
-                    self.poll = Instant::now() + self.frame;
+                    self.poll = Instant::now() + self.frame();
                 }
                 self.decode(codes)?
             }

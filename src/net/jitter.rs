@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 
+use super::window::SeenWindow;
+
 /// What to play for one frame period.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Playout {
@@ -41,6 +43,23 @@ pub struct JitterStats {
     pub waited_micros: u64,
 }
 
+impl std::ops::Add for JitterStats {
+    type Output = Self;
+
+    /// The counters of two buffers together (e.g. of successive sessions).
+    fn add(self, other: Self) -> Self {
+        Self {
+            received: self.received + other.received,
+            late: self.late + other.late,
+            duplicate: self.duplicate + other.duplicate,
+            concealed: self.concealed + other.concealed,
+            trimmed: self.trimmed + other.trimmed,
+            played: self.played + other.played,
+            waited_micros: self.waited_micros + other.waited_micros,
+        }
+    }
+}
+
 /// Consecutive lost frames concealed by repetition before falling silent (60 ms).
 const MAX_CONCEALED: u32 = 3;
 /// Gain of each further concealed frame relative to the previous one.
@@ -63,9 +82,8 @@ pub struct JitterBuffer {
     last_good: Option<Vec<u16>>,
     lost_run: u32,
     stats: JitterStats,
-    /// Highest frame index inserted, and a bitmap of the 64 below it that arrived.
-    highest: Option<u64>,
-    seen: u64,
+    /// Frame indices inserted lately.
+    seen: SeenWindow,
     /// When the first frame arrived.
     first_arrival: Option<f64>,
 }
@@ -85,8 +103,7 @@ impl JitterBuffer {
             last_good: None,
             lost_run: 0,
             stats: JitterStats::default(),
-            highest: None,
-            seen: 0,
+            seen: SeenWindow::default(),
             first_arrival: None,
         }
     }
@@ -117,7 +134,8 @@ impl JitterBuffer {
     /// Takes frame `index` (its codes) that arrived at `arrival` seconds on the receiver's
     /// clock; frame `index` was sent at `index * frame_seconds` on the sender's.
     pub fn insert(&mut self, index: u64, codes: Vec<u16>, arrival: f64) {
-        if self.seen_before(index) {
+        // Frames further back than the window count as seen.
+        if !self.seen.mark(index) {
             self.stats.duplicate += 1;
             return;
         }
@@ -133,27 +151,6 @@ impl JitterBuffer {
         self.first_arrival.get_or_insert(arrival);
         self.frames.insert(index, (codes, arrival));
         self.stats.received += 1;
-    }
-
-    /// Whether frame `index` came before (a redundant copy or a duplicate), remembering it
-    /// if not. Frames further back than the window are treated as seen.
-    fn seen_before(&mut self, index: u64) -> bool {
-        let Some(highest) = self.highest else {
-            (self.highest, self.seen) = (Some(index), 1);
-            return false;
-        };
-        if index > highest {
-            let shift = index - highest;
-            self.seen = if shift >= 64 { 1 } else { self.seen << shift | 1 };
-            self.highest = Some(index);
-            return false;
-        }
-        let age = highest - index;
-        if age >= 64 || self.seen & (1 << age) != 0 {
-            return true;
-        }
-        self.seen |= 1 << age;
-        false
     }
 
     /// What to play for the next frame period, at `now` on the clock of

@@ -6,6 +6,7 @@
 mod jitter;
 mod link;
 mod packet;
+mod window;
 
 pub use jitter::{JitterBuffer, JitterStats, Playout};
 pub use link::{Event, HANDSHAKE_TIMEOUT, LinkStats, ReceiverLink, SendOptions, SenderLink};

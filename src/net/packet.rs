@@ -5,6 +5,7 @@
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
+use super::window::SeenWindow;
 use crate::bitstream::pack;
 use crate::codes::Codes;
 use crate::error::{Error, Result};
@@ -18,8 +19,6 @@ const VERSION: u8 = 1;
 const HEADER: usize = 14;
 /// Poly1305 tag.
 const TAG: usize = 16;
-/// Sequence numbers remembered behind the highest one seen, for reordering.
-const REPLAY_WINDOW: u32 = 64;
 
 /// A 256-bit key shared by sender and receiver.
 #[derive(Clone)]
@@ -247,8 +246,8 @@ pub struct Opener {
     cipher: XChaCha20Poly1305,
     direction: Direction,
     bits: u32,
-    /// Per session: the highest sequence accepted and a bitmap of the ones just below.
-    windows: std::collections::HashMap<u64, (u32, u64)>,
+    /// Per session: the sequence numbers accepted lately.
+    windows: std::collections::HashMap<u64, SeenWindow>,
 }
 
 impl Opener {
@@ -270,18 +269,8 @@ impl Opener {
             .decrypt(&nonce(session, sequence, self.direction), Payload { msg: sealed, aad: header })
             .map_err(|_| Rejection::Unauthenticated)?;
         // Only authentic packets may touch the replay state.
-        let (highest, seen) = self.windows.entry(session).or_insert((0, 0));
-        if sequence > *highest {
-            let shift = sequence - *highest;
-            *seen = if shift >= 64 { 0 } else { *seen << shift };
-            *seen |= 1;
-            *highest = sequence;
-        } else {
-            let age = *highest - sequence;
-            if age >= REPLAY_WINDOW || *seen & (1 << age) != 0 {
-                return Err(Rejection::Replayed);
-            }
-            *seen |= 1 << age;
+        if !self.windows.entry(session).or_default().mark(u64::from(sequence)) {
+            return Err(Rejection::Replayed);
         }
         let message = Message::parse(header[1] & 0x0f, &body, self.bits).ok_or(Rejection::Malformed)?;
         Ok((session, message))

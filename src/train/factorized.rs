@@ -12,7 +12,7 @@ use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use rand::RngExt;
 use rand::rngs::StdRng;
 
-use super::vq::StageStats;
+use super::vq::{DEAD_AFTER_STEPS, StageStats};
 
 /// Projections and codebooks of every stage.
 #[derive(Module, Debug)]
@@ -123,9 +123,6 @@ impl<B: Backend> FactorizedRvq<B> {
     }
 }
 
-/// A code not chosen for this many steps is dead and gets restarted (as with EMA).
-const DEAD_AFTER_STEPS: u64 = 50;
-
 /// Which codes each stage has chosen lately, for the same utilisation figures as the EMA
 /// codebooks report.
 pub struct Usage {
@@ -177,12 +174,7 @@ impl Usage {
         self.counts
             .chunks(self.size)
             .zip(self.last_chosen.chunks(self.size))
-            .map(|(counts, last)| {
-                let used = last.iter().filter(|&&s| s > 0 && step.saturating_sub(s) <= DEAD_AFTER_STEPS).count();
-                let total: f32 = counts.iter().sum::<f32>().max(1e-12);
-                let entropy: f32 = counts.iter().filter(|&&c| c > 0.0).map(|&c| -(c / total) * (c / total).ln()).sum();
-                StageStats { utilization: used as f32 / self.size as f32, perplexity: entropy.exp() }
-            })
+            .map(|(counts, last)| StageStats::of(counts, last, step))
             .collect()
     }
 }

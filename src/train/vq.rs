@@ -12,7 +12,7 @@ const DECAY: f32 = 0.99;
 /// Laplace smoothing of the counts.
 const SMOOTHING: f32 = 1e-5;
 /// A code not chosen for this many steps is dead and gets restarted.
-const DEAD_AFTER_STEPS: u64 = 50;
+pub(super) const DEAD_AFTER_STEPS: u64 = 50;
 
 /// The codebooks' running statistics, `stages x size x dim`.
 #[derive(Clone, Serialize, Deserialize)]
@@ -38,6 +38,17 @@ pub struct StageStats {
     pub utilization: f32,
     /// `exp(entropy)` of the EMA code distribution.
     pub perplexity: f32,
+}
+
+impl StageStats {
+    /// The figures of one stage from its (decaying) code counts and the step each code was
+    /// last chosen (0: never).
+    pub(super) fn of(counts: &[f32], last_chosen: &[u64], step: u64) -> Self {
+        let used = last_chosen.iter().filter(|&&s| s > 0 && step.saturating_sub(s) <= DEAD_AFTER_STEPS).count();
+        let total: f32 = counts.iter().sum::<f32>().max(1e-12);
+        let entropy: f32 = counts.iter().filter(|&&c| c > 0.0).map(|&c| -(c / total) * (c / total).ln()).sum();
+        Self { utilization: used as f32 / counts.len() as f32, perplexity: entropy.exp() }
+    }
 }
 
 impl EmaCodebooks {
@@ -158,17 +169,8 @@ impl EmaCodebooks {
         (0..self.stages)
             .map(|stage| {
                 let range = stage * self.size..(stage + 1) * self.size;
-                let used = self
-                    .last_chosen
-                    .get(range.clone())
-                    .unwrap_or_default()
-                    .iter()
-                    .filter(|&&s| s > 0 && step.saturating_sub(s) <= DEAD_AFTER_STEPS)
-                    .count();
-                let counts = &self.counts[range];
-                let total: f32 = counts.iter().sum::<f32>().max(1e-12);
-                let entropy: f32 = counts.iter().filter(|&&c| c > 0.0).map(|&c| -(c / total) * (c / total).ln()).sum();
-                StageStats { utilization: used as f32 / self.size as f32, perplexity: entropy.exp() }
+                let last_chosen = self.last_chosen.get(range.clone()).unwrap_or_default();
+                StageStats::of(&self.counts[range], last_chosen, step)
             })
             .collect()
     }
