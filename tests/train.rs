@@ -168,3 +168,44 @@ fn comparison_design_round_trip(field: &str, part: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("training experiments"), "{stderr}");
 }
+
+#[test]
+fn the_spectral_encoder_trains_resumes_and_codes_files() {
+    let dir = TempDir::new().unwrap();
+    let data = data(&dir);
+    let config = dir.path().join("spectral.json");
+    let spectral = r#""max_stages":2,"spectral_encoder":{"dim":32,"hidden":64,"blocks":1,"kernel":3}"#;
+    fs::write(&config, TINY.replace(r#""max_stages":2"#, spectral)).unwrap();
+    let run = dir.path().join("run");
+    for (steps, resume) in [("3", false), ("5", true)] {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["train", "--data", &data, "--out"]).arg(&run).arg("--config").arg(&config);
+        cmd.args(["--batch", "2", "--crop-ms", "800", "--steps", steps, "-q"]).stdin(Stdio::null());
+        if resume {
+            cmd.arg("--resume");
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(checkpoint_step(&run), Some(steps.parse().unwrap()));
+    }
+    let model = run.join("model.safetensors");
+    let tkw = dir.path().join("x.tkw");
+    let wav = dir.path().join("x.wav");
+    let encode = Command::new(BIN)
+        .arg("encode")
+        .arg("samples/speech_cs.wav")
+        .arg(&tkw)
+        .arg("--model")
+        .arg(&model)
+        .arg("-q")
+        .output()
+        .unwrap();
+    assert!(encode.status.success(), "{}", String::from_utf8_lossy(&encode.stderr));
+    let decode =
+        Command::new(BIN).arg("decode").arg(&tkw).arg(&wav).arg("--model").arg(&model).arg("-q").output().unwrap();
+    assert!(decode.status.success(), "{}", String::from_utf8_lossy(&decode.stderr));
+    let original = hound::WavReader::open("samples/speech_cs.wav").unwrap();
+    let decoded = hound::WavReader::open(&wav).unwrap();
+    let seconds = |r: &hound::WavReader<_>| r.duration() as f64 / f64::from(r.spec().sample_rate);
+    assert!((seconds(&original) - seconds(&decoded)).abs() < 0.03, "{} vs {}", seconds(&original), seconds(&decoded));
+}

@@ -70,6 +70,27 @@ struct Shared {
     xruns: AtomicU64,
 }
 
+/// How much the device may buffer: the trade between delay and robustness to a busy CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Latency {
+    /// 10 ms device buffers, for live audio where every millisecond of delay counts.
+    Live,
+    /// 100 ms device buffers, for playing what is already decided (files, token arrays):
+    /// with 10 ms, a few late wake-ups on a loaded machine made the sound server insert
+    /// silence (measured: 2 of 10 plays under two busy training threads), which no delay
+    /// would buy back.
+    Playback,
+}
+
+impl Latency {
+    fn device_buffer_seconds(self) -> f64 {
+        match self {
+            Latency::Live => 0.01,
+            Latency::Playback => 0.1,
+        }
+    }
+}
+
 /// The default (or a named) output device, fed with mono samples at any rate.
 pub struct Speaker {
     _stream: cpal::Stream,
@@ -81,7 +102,7 @@ pub struct Speaker {
 
 impl Speaker {
     /// Opens `name` (or the default output device) for mono audio at `rate` Hz.
-    pub fn open(name: Option<&str>, rate: u32) -> Result<Self> {
+    pub fn open(name: Option<&str>, rate: u32, latency: Latency) -> Result<Self> {
         let host = cpal::default_host();
         let device = match name {
             None => host
@@ -92,7 +113,7 @@ impl Speaker {
         let default = device.default_output_config().map_err(device_error)?;
         let ranges = device.supported_output_configs().map(|r| r.collect::<Vec<_>>()).unwrap_or_default();
         let supported = at_rate(default, ranges, rate);
-        let config = with_buffer(&supported);
+        let config = with_buffer(&supported, latency);
         let device_rate = config.sample_rate;
         let capacity = (f64::from(device_rate) * RING_SECONDS) as usize;
         let (producer, consumer) = rtrb::RingBuffer::new(capacity);
@@ -245,10 +266,6 @@ fn error_callback(shared: &Arc<Shared>, direction: &'static str) -> impl FnMut(c
     }
 }
 
-/// Device buffer asked for: 10 ms. Smaller buffers showed xruns through pipewire-alsa under
-/// load; the default (the server's) measured 170 ms mic-to-speaker instead of under 60.
-const DEVICE_BUFFER_SECONDS: f64 = 0.01;
-
 /// The device's default configuration, at `rate` if the device offers that rate with the
 /// same channels and sample format: then no resampler runs on our side. Through PipeWire
 /// (which then converts in its graph) `live` measured 53-57 ms mic to speaker instead of
@@ -265,11 +282,12 @@ fn at_rate(
         .unwrap_or(default)
 }
 
-/// The stream configuration with a [`DEVICE_BUFFER_SECONDS`] buffer where the device allows
-/// one of that size.
-fn with_buffer(supported: &cpal::SupportedStreamConfig) -> cpal::StreamConfig {
+/// The stream configuration with the buffer `latency` asks for, where the device allows one
+/// of that size. Live buffers are 10 ms: smaller ones showed xruns through pipewire-alsa
+/// under load, and the server's default measured 170 ms mic to speaker instead of under 60.
+fn with_buffer(supported: &cpal::SupportedStreamConfig, latency: Latency) -> cpal::StreamConfig {
     let mut config = supported.config();
-    let wanted = (f64::from(config.sample_rate) * DEVICE_BUFFER_SECONDS) as u32;
+    let wanted = (f64::from(config.sample_rate) * latency.device_buffer_seconds()) as u32;
     if let cpal::SupportedBufferSize::Range { min, max } = supported.buffer_size()
         && (*min..=*max).contains(&wanted)
     {
@@ -307,7 +325,7 @@ impl Microphone {
         let default = device.default_input_config().map_err(device_error)?;
         let ranges = device.supported_input_configs().map(|r| r.collect::<Vec<_>>()).unwrap_or_default();
         let supported = at_rate(default, ranges, rate);
-        let config = with_buffer(&supported);
+        let config = with_buffer(&supported, Latency::Live);
         let device_rate = config.sample_rate;
         let (producer, consumer) = rtrb::RingBuffer::new((f64::from(device_rate) * RING_SECONDS) as usize);
         let shared = Arc::new(Shared::default());

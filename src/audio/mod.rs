@@ -7,7 +7,7 @@ mod write;
 
 use std::path::{Path, PathBuf};
 
-pub use device::{DeviceInfo, Microphone, Speaker, input_devices, output_devices};
+pub use device::{DeviceInfo, Latency, Microphone, Speaker, input_devices, output_devices};
 pub use read::AudioReader;
 pub use resample::Resampler;
 pub use write::WavSink;

@@ -10,7 +10,7 @@ use anyhow::Result;
 use burn::tensor::backend::Backend;
 use clap::Args;
 use serde_json::json;
-use tokenwave::audio::{Microphone, Speaker};
+use tokenwave::audio::{Latency, Microphone, Speaker};
 
 use super::{Global, RateArgs, interrupted, load_codec, report};
 
@@ -45,7 +45,7 @@ pub fn run<B: Backend>(args: &LiveArgs, global: &Global, device: B::Device) -> R
     let hop = codec.config().hop();
     let mut encoder = codec.stream_encoder(stages)?;
     let mut decoder = codec.stream_decoder();
-    let mut speaker = Speaker::open(args.output_device.as_deref(), rate)?;
+    let mut speaker = Speaker::open(args.output_device.as_deref(), rate, Latency::Live)?;
     let mut microphone = Microphone::open(args.input_device.as_deref(), rate)?;
     speaker.play(&vec![0.0; (PREROLL_SECONDS * f64::from(rate)) as usize])?;
     let started = Instant::now();

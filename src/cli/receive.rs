@@ -16,7 +16,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use burn::tensor::backend::Backend;
 use clap::Args;
 use serde_json::json;
-use tokenwave::audio::{Speaker, WavSink};
+use tokenwave::audio::{Latency, Speaker, WavSink};
 use tokenwave::net::{Event, JitterBuffer, JitterStats, Key, LinkStats, Playout, ReceiverLink, StreamInfo};
 use tokenwave::{Codec, Codes, StreamDecoder};
 
@@ -295,7 +295,7 @@ impl<B: Backend> Renderer<B> {
                 let sink = WavSink::new(BufWriter::new(output.file().try_clone()?), rate)?;
                 (None, Some((output, sink)))
             }
-            None => (Some(Speaker::open(args.output_device.as_deref(), rate)?), None),
+            None => (Some(Speaker::open(args.output_device.as_deref(), rate, Latency::Live)?), None),
         };
         Ok(Self {
             decoder: codec.stream_decoder(),

@@ -31,14 +31,20 @@ pub struct ModelConfig {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub transposed_decoder: bool,
     /// The frame-rate decoder.
-    pub decoder: DecoderConfig,
+    pub decoder: ConvNextConfig,
+    /// Encode with log-magnitude spectra and a ConvNeXt stack at frame rate
+    /// ([`crate::model::spectral`]) instead of the waveform convs; `encoder_channels` and
+    /// `residual_dilations` are then unused (`strides` still set the hop).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spectral_encoder: Option<ConvNextConfig>,
 }
 
-/// A ConvNeXt stack at frame rate with an inverse-FFT head (Vocos-style): the network never
-/// runs at the sample rate, which keeps both training and decoding cheap.
+/// A causal ConvNeXt stack at frame rate: the decoder's (before its inverse-FFT head,
+/// Vocos-style) and the spectral encoder's. Never running at the sample rate keeps training
+/// and coding cheap.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DecoderConfig {
+pub struct ConvNextConfig {
     /// Channels of the ConvNeXt blocks.
     pub dim: usize,
     /// Hidden width of each block's pointwise MLP.
@@ -61,7 +67,8 @@ impl Default for ModelConfig {
             max_stages: 12,
             codebook_dim: 0,
             transposed_decoder: false,
-            decoder: DecoderConfig { dim: 256, hidden: 768, blocks: 6, kernel: 7 },
+            decoder: ConvNextConfig { dim: 256, hidden: 768, blocks: 6, kernel: 7 },
+            spectral_encoder: None,
         }
     }
 }
@@ -112,6 +119,14 @@ impl ModelConfig {
                 return Err(format!("{name} must be positive"));
             }
         }
+        if let Some(stack) = &self.spectral_encoder {
+            if stack.dim == 0 || stack.hidden == 0 || stack.kernel == 0 {
+                return Err("spectral_encoder.dim, .hidden and .kernel must be positive".into());
+            }
+            if !self.hop().is_multiple_of(4) {
+                return Err("the spectral encoder needs a hop (product of strides) divisible by 4".into());
+            }
+        }
         if self.strides.is_empty() || self.strides.contains(&0) {
             return Err("strides must be a non-empty list of positive integers".into());
         }
@@ -154,5 +169,20 @@ mod tests {
         assert!(config.validate().unwrap_err().contains("codebook_size"));
         let config = ModelConfig { strides: vec![], ..Default::default() };
         assert!(config.validate().unwrap_err().contains("strides"));
+        let stack = ConvNextConfig { dim: 64, hidden: 128, blocks: 2, kernel: 3 };
+        let config = ModelConfig { strides: vec![3, 5], spectral_encoder: Some(stack.clone()), ..Default::default() };
+        assert!(config.validate().unwrap_err().contains("divisible by 4"));
+        let config = ModelConfig { spectral_encoder: Some(ConvNextConfig { dim: 0, ..stack }), ..Default::default() };
+        assert!(config.validate().unwrap_err().contains("spectral_encoder"));
+    }
+
+    #[test]
+    fn configs_without_a_spectral_encoder_serialize_as_before() {
+        let json = serde_json::to_string(&ModelConfig::default()).unwrap();
+        assert!(!json.contains("spectral_encoder"), "{json}");
+        let stack = ConvNextConfig { dim: 64, hidden: 128, blocks: 2, kernel: 3 };
+        let spectral = ModelConfig { spectral_encoder: Some(stack), ..Default::default() };
+        let back: ModelConfig = serde_json::from_str(&serde_json::to_string(&spectral).unwrap()).unwrap();
+        assert_eq!(back, spectral);
     }
 }

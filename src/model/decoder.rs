@@ -27,7 +27,7 @@ pub struct ConvNextBlock<B: Backend> {
 }
 
 impl<B: Backend> ConvNextBlock<B> {
-    fn new(dim: usize, hidden: usize, kernel: usize, device: &B::Device) -> Self {
+    pub(super) fn new(dim: usize, hidden: usize, kernel: usize, device: &B::Device) -> Self {
         Self {
             depthwise: DepthwiseConv1d::new(dim, kernel, device),
             norm: LayerNormConfig::new(dim).init(device),

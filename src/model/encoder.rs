@@ -10,6 +10,7 @@ use burn::tensor::{Tensor, backend::Backend};
 
 use super::config::ModelConfig;
 use super::conv::{CausalConv1d, ConvState, Streaming};
+use super::spectral::{SpectralEncoder, SpectralState};
 
 const SLOPE: f64 = 0.1;
 
@@ -79,12 +80,15 @@ impl<B: Backend> Streaming<B> for EncoderStage<B> {
     }
 }
 
-/// The whole encoder.
+/// The whole encoder: either the waveform convs (`input`, `stages`, `output`) or the
+/// spectral encoder, as the config says. Optional fields rather than an enum keep the
+/// tensor names of weights and checkpoints written before the spectral design existed.
 #[derive(Module, Debug)]
 pub struct Encoder<B: Backend> {
-    input: CausalConv1d<B>,
+    input: Option<CausalConv1d<B>>,
     stages: Vec<EncoderStage<B>>,
-    output: CausalConv1d<B>,
+    output: Option<CausalConv1d<B>>,
+    spectral: Option<SpectralEncoder<B>>,
 }
 
 /// State of the whole [`Encoder`].
@@ -93,11 +97,16 @@ pub struct EncoderState<B: Backend> {
     input: ConvState<B>,
     stages: Vec<StageState<B>>,
     output: ConvState<B>,
+    spectral: Option<SpectralState<B>>,
 }
 
 impl<B: Backend> Encoder<B> {
     /// A freshly initialised encoder for `config`.
     pub fn new(config: &ModelConfig, device: &B::Device) -> Self {
+        if let Some(stack) = &config.spectral_encoder {
+            let spectral = SpectralEncoder::new(config.hop(), stack, config.latent_dim, device);
+            return Self { input: None, stages: Vec::new(), output: None, spectral: Some(spectral) };
+        }
         let base = config.encoder_channels;
         let input = CausalConv1d::new(1, base, 7, 1, 1, device);
         let mut channels = base;
@@ -112,7 +121,7 @@ impl<B: Backend> Encoder<B> {
             })
             .collect();
         let output = CausalConv1d::new(channels, config.latent_dim, 3, 1, 1, device);
-        Self { input, stages, output }
+        Self { input: Some(input), stages, output: Some(output), spectral: None }
     }
 }
 
@@ -120,19 +129,30 @@ impl<B: Backend> Streaming<B> for Encoder<B> {
     type State = EncoderState<B>;
 
     fn init_state(&self, batch: usize, device: &B::Device) -> Self::State {
+        let conv_state = |conv: &Option<CausalConv1d<B>>| conv.as_ref().map(|c| c.init_state(batch, device));
         EncoderState {
-            input: self.input.init_state(batch, device),
+            input: conv_state(&self.input).unwrap_or_default(),
             stages: self.stages.iter().map(|s| s.init_state(batch, device)).collect(),
-            output: self.output.init_state(batch, device),
+            output: conv_state(&self.output).unwrap_or_default(),
+            spectral: self.spectral.as_ref().map(|s| s.init_state(batch, device)),
         }
     }
 
     /// `input` must hold a whole number of hops.
     fn step(&self, input: Tensor<B, 3>, state: &mut Self::State) -> Tensor<B, 3> {
-        let mut x = self.input.step(input, &mut state.input);
+        if let (Some(spectral), Some(spectral_state)) = (&self.spectral, &mut state.spectral) {
+            return spectral.step(input, spectral_state);
+        }
+        let mut x = match &self.input {
+            Some(conv) => conv.step(input, &mut state.input),
+            None => input,
+        };
         for (stage, stage_state) in self.stages.iter().zip(&mut state.stages) {
             x = stage.step(x, stage_state);
         }
-        self.output.step(act(x), &mut state.output)
+        match &self.output {
+            Some(conv) => conv.step(act(x), &mut state.output),
+            None => x,
+        }
     }
 }

@@ -6,12 +6,13 @@ pub mod conv;
 pub mod decoder;
 pub mod encoder;
 pub mod rvq;
+pub mod spectral;
 pub mod weights;
 
 use burn::module::Module;
 use burn::tensor::backend::Backend;
 
-pub use config::{DecoderConfig, ModelConfig};
+pub use config::{ConvNextConfig, ModelConfig};
 pub use conv::Streaming;
 pub use weights::{ModelId, Weights};
 

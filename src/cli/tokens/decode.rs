@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::backend::Backend;
 use clap::Args;
 use serde_json::json;
-use tokenwave::audio::{Resampler, Speaker, WavSink};
+use tokenwave::audio::{Latency, Resampler, Speaker, WavSink};
 use tokenwave::tokens::{self, JsonlFrames, TokenFormat, npy_metadata_path};
 use tokenwave::{Codec, Codes};
 
@@ -58,7 +58,10 @@ pub fn run<B: Backend>(args: &DecodeArgs, global: &Global, device: B::Device) ->
         Some(output) => Some((WavSink::new(BufWriter::new(output.file()), rate)?, Resampler::new(model_rate, rate)?)),
         None => None,
     };
-    let speaker = if args.play { Some(Speaker::open(args.output_device.as_deref(), model_rate)?) } else { None };
+    // Tokens arriving on stdin may come from a generator someone is listening to.
+    let latency = if args.input == Path::new("-") { Latency::Live } else { Latency::Playback };
+    let speaker =
+        if args.play { Some(Speaker::open(args.output_device.as_deref(), model_rate, latency)?) } else { None };
     let mut sink = Sink { wav, speaker, written: 0, limit: None };
     let started = Instant::now();
     let frames = match format {

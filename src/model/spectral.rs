@@ -1,0 +1,183 @@
+//! Frame-rate spectral encoder: each frame's log-magnitude spectra (one long window for
+//! pitch, four short ones for onsets), then causal ConvNeXt blocks to a latent.
+//!
+//! Why: the waveform encoder spends most of its compute at 16 kHz in 8–32 channels, and the
+//! measured quantization error at 3 stages was already 1.5 % of the latent energy while
+//! 12 stages did no better — the encoder, not the quantizer, limited quality. Here the only
+//! sample-rate work is two fixed matrix products; everything learned runs at 50 frames/s,
+//! as in the decoder.
+
+use std::f64::consts::PI;
+
+use burn::module::Module;
+use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::{Tensor, TensorData, backend::Backend};
+
+use super::config::ConvNextConfig;
+use super::conv::{ConvState, Streaming};
+use super::decoder::ConvNextBlock;
+
+/// Short windows per frame; each spans half a frame, and the last ends with the frame.
+const SHORT_WINDOWS: usize = 4;
+/// Added to magnitudes before the logarithm: about −80 dB below a full-scale sine.
+const FLOOR: f64 = 1e-2;
+
+/// Latents `[batch, frames, latent_dim]` from samples `[batch, frames * hop, 1]`.
+#[derive(Module, Debug)]
+pub struct SpectralEncoder<B: Backend> {
+    /// Hann-windowed DFT of two hops (this frame and the previous one), `[2 hop, 2 bins]`;
+    /// derived, never stored.
+    long: Tensor<B, 2>,
+    /// Hann-windowed DFT of half a hop's span, `[hop / 2, 2 bins]`; derived, never stored.
+    short: Tensor<B, 2>,
+    hop: usize,
+    input: Linear<B>,
+    blocks: Vec<ConvNextBlock<B>>,
+    norm: LayerNorm<B>,
+    output: Linear<B>,
+}
+
+/// State of a [`SpectralEncoder`]: the previous frame's samples and the blocks' contexts.
+#[derive(Debug, Clone)]
+pub struct SpectralState<B: Backend> {
+    previous: Tensor<B, 3>,
+    blocks: Vec<ConvState<B>>,
+}
+
+impl<B: Backend> SpectralEncoder<B> {
+    /// A freshly initialised encoder for frames of `hop` samples (a multiple of 4).
+    pub fn new(hop: usize, stack: &ConvNextConfig, latent_dim: usize, device: &B::Device) -> Self {
+        let features = spectrum_bins(2 * hop) + SHORT_WINDOWS * spectrum_bins(hop / 2);
+        Self {
+            long: analysis_basis(2 * hop, device),
+            short: analysis_basis(hop / 2, device),
+            hop,
+            input: LinearConfig::new(features, stack.dim).init(device),
+            blocks: (0..stack.blocks)
+                .map(|_| ConvNextBlock::new(stack.dim, stack.hidden, stack.kernel, device))
+                .collect(),
+            norm: LayerNormConfig::new(stack.dim).init(device),
+            output: LinearConfig::new(stack.dim, latent_dim).init(device),
+        }
+    }
+
+    /// Log magnitudes of `windows` `[rows, len]` through `basis` `[len, 2 bins]`.
+    fn log_magnitude(windows: Tensor<B, 2>, basis: &Tensor<B, 2>) -> Tensor<B, 2> {
+        let rows = windows.dims()[0];
+        let bins = basis.dims()[1] / 2;
+        let spectrum = windows.matmul(basis.clone());
+        let power = (spectrum.clone() * spectrum).reshape([rows, 2, bins]).sum_dim(1).reshape([rows, bins]);
+        power.sqrt().add_scalar(FLOOR).log()
+    }
+}
+
+fn spectrum_bins(window: usize) -> usize {
+    window / 2 + 1
+}
+
+/// Periodic Hann window times the real DFT: columns `0..bins` cosines, then negated sines.
+fn analysis_basis<B: Backend>(window: usize, device: &B::Device) -> Tensor<B, 2> {
+    let bins = spectrum_bins(window);
+    let n = window as f64;
+    let mut basis = vec![0f32; window * 2 * bins];
+    for t in 0..window {
+        let hann = 0.5 - 0.5 * (2.0 * PI * t as f64 / n).cos();
+        for k in 0..bins {
+            let angle = 2.0 * PI * ((k * t) % window) as f64 / n;
+            basis[t * 2 * bins + k] = (hann * angle.cos()) as f32;
+            basis[t * 2 * bins + bins + k] = (-hann * angle.sin()) as f32;
+        }
+    }
+    Tensor::from_data(TensorData::new(basis, [window, 2 * bins]), device)
+}
+
+impl<B: Backend> Streaming<B> for SpectralEncoder<B> {
+    type State = SpectralState<B>;
+
+    fn init_state(&self, batch: usize, device: &B::Device) -> Self::State {
+        SpectralState {
+            previous: Tensor::zeros([batch, 1, self.hop], device),
+            blocks: self.blocks.iter().map(|b| b.init_state(batch, device)).collect(),
+        }
+    }
+
+    /// `input` must hold a whole number of hops.
+    fn step(&self, input: Tensor<B, 3>, state: &mut Self::State) -> Tensor<B, 3> {
+        let [batch, len, _] = input.dims();
+        let hop = self.hop;
+        let frames = len / hop;
+        let current = input.reshape([batch, frames, hop]);
+        let previous = if frames == 1 {
+            state.previous.clone()
+        } else {
+            Tensor::cat(vec![state.previous.clone(), current.clone().narrow(1, 0, frames - 1)], 1)
+        };
+        state.previous = current.clone().narrow(1, frames - 1, 1);
+        let windows = Tensor::cat(vec![previous, current], 2);
+        let rows = batch * frames;
+        let mut features = vec![Self::log_magnitude(windows.clone().reshape([rows, 2 * hop]), &self.long)];
+        let (short, step) = (hop / 2, hop / SHORT_WINDOWS);
+        for k in 0..SHORT_WINDOWS {
+            let start = 2 * hop - short - (SHORT_WINDOWS - 1 - k) * step;
+            let piece = windows.clone().narrow(2, start, short).reshape([rows, short]);
+            features.push(Self::log_magnitude(piece, &self.short));
+        }
+        let features = Tensor::cat(features, 1);
+        let width = features.dims()[1];
+        let mut x = self.input.forward(features.reshape([batch, frames, width]));
+        for (block, block_state) in self.blocks.iter().zip(&mut state.blocks) {
+            x = block.step(x, block_state);
+        }
+        self.output.forward(self.norm.forward(x))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+
+    fn encoder() -> SpectralEncoder<Flex> {
+        let stack = ConvNextConfig { dim: 32, hidden: 64, blocks: 2, kernel: 3 };
+        SpectralEncoder::new(40, &stack, 16, &Default::default())
+    }
+
+    #[test]
+    fn pieces_give_the_latents_of_the_whole_signal() {
+        let device = Default::default();
+        let encoder = encoder();
+        let signal: Vec<f32> = (0..40 * 9).map(|i| ((i * 37 % 101) as f32 / 101.0 - 0.5) * 0.8).collect();
+        let whole_input = Tensor::<Flex, 3>::from_data(TensorData::new(signal.clone(), [1, signal.len(), 1]), &device);
+        let whole: Vec<f32> =
+            encoder.step(whole_input, &mut encoder.init_state(1, &device)).into_data().into_vec().unwrap();
+        let mut state = encoder.init_state(1, &device);
+        let (mut pieces, mut start) = (Vec::new(), 0);
+        for chunk in [40usize, 120, 80, 40, 80] {
+            let piece = signal[start..start + chunk].to_vec();
+            start += chunk;
+            let input = Tensor::<Flex, 3>::from_data(TensorData::new(piece, [1, chunk, 1]), &device);
+            pieces.extend(encoder.step(input, &mut state).into_data().into_vec::<f32>().unwrap());
+        }
+        assert_eq!(whole.len(), pieces.len());
+        let worst = whole.iter().zip(&pieces).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst < 1e-4, "streamed latents differ by {worst}");
+    }
+
+    #[test]
+    fn the_latent_depends_only_on_the_past() {
+        let device = Default::default();
+        let encoder = encoder();
+        let mut signal: Vec<f32> = (0..40 * 6).map(|i| (i as f32 * 0.3).sin() * 0.5).collect();
+        let run = |s: &[f32]| -> Vec<f32> {
+            let input = Tensor::<Flex, 3>::from_data(TensorData::new(s.to_vec(), [1, s.len(), 1]), &device);
+            encoder.step(input, &mut encoder.init_state(1, &device)).into_data().into_vec().unwrap()
+        };
+        let before = run(&signal);
+        for v in &mut signal[40 * 4..] {
+            *v = -*v * 3.0;
+        }
+        let after = run(&signal);
+        assert_eq!(before[..16 * 4], after[..16 * 4], "frames 0..4 changed when only frames 4.. did");
+        assert_ne!(before[16 * 4..], after[16 * 4..]);
+    }
+}
