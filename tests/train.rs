@@ -133,6 +133,20 @@ fn the_comparison_designs_train_checkpoint_resume_and_are_refused_for_coding() {
     }
 }
 
+/// Trains (or with `resume` continues) the run at `run` up to `steps`, and checks that the
+/// checkpoint got there.
+fn train_to(data: &str, run: &Path, config: &Path, steps: u64, resume: bool) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["train", "--data", data, "--out"]).arg(run).arg("--config").arg(config);
+    cmd.args(["--batch", "2", "--crop-ms", "800", "--steps", &steps.to_string(), "-q"]).stdin(Stdio::null());
+    if resume {
+        cmd.arg("--resume");
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(checkpoint_step(run), Some(steps));
+}
+
 /// Trains a tiny model with `field` added to its config: the design's own module is
 /// checkpointed as `part`, resumes, and no inference weights can be made from it.
 fn comparison_design_round_trip(field: &str, part: &str) {
@@ -141,21 +155,9 @@ fn comparison_design_round_trip(field: &str, part: &str) {
     let config = dir.path().join("design.json");
     fs::write(&config, TINY.replace(r#""max_stages":2"#, &format!(r#""max_stages":2,{field}"#))).unwrap();
     let run = dir.path().join("run");
-    let train = |steps: &str, resume: bool| {
-        let mut cmd = Command::new(BIN);
-        cmd.args(["train", "--data", &data, "--out"]).arg(&run).arg("--config").arg(&config);
-        cmd.args(["--batch", "2", "--crop-ms", "800", "--steps", steps, "-q"]).stdin(Stdio::null());
-        if resume {
-            cmd.arg("--resume");
-        }
-        let out = cmd.output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    };
-    train("3", false);
+    train_to(&data, &run, &config, 3, false);
     assert!(run.join(format!("checkpoint/{part}.mpk")).exists(), "{part}");
-    assert_eq!(checkpoint_step(&run), Some(3));
-    train("5", true);
-    assert_eq!(checkpoint_step(&run), Some(5));
+    train_to(&data, &run, &config, 5, true);
     // No inference weights for this design yet, and no way to make some by hand.
     assert!(!run.join("model.safetensors").exists());
     let out = Command::new(BIN)
@@ -177,17 +179,8 @@ fn the_spectral_encoder_trains_resumes_and_codes_files() {
     let spectral = r#""max_stages":2,"spectral_encoder":{"dim":32,"hidden":64,"blocks":1,"kernel":3}"#;
     fs::write(&config, TINY.replace(r#""max_stages":2"#, spectral)).unwrap();
     let run = dir.path().join("run");
-    for (steps, resume) in [("3", false), ("5", true)] {
-        let mut cmd = Command::new(BIN);
-        cmd.args(["train", "--data", &data, "--out"]).arg(&run).arg("--config").arg(&config);
-        cmd.args(["--batch", "2", "--crop-ms", "800", "--steps", steps, "-q"]).stdin(Stdio::null());
-        if resume {
-            cmd.arg("--resume");
-        }
-        let out = cmd.output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        assert_eq!(checkpoint_step(&run), Some(steps.parse().unwrap()));
-    }
+    train_to(&data, &run, &config, 3, false);
+    train_to(&data, &run, &config, 5, true);
     let model = run.join("model.safetensors");
     let tkw = dir.path().join("x.tkw");
     let wav = dir.path().join("x.wav");
