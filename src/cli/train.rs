@@ -40,6 +40,10 @@ pub struct TrainArgs {
     /// Peak learning rate (AdamW; linear warmup, cosine decay to a tenth).
     #[arg(long, default_value_t = 8e-4)]
     lr: f64,
+    /// Added to spectral magnitudes inside the training losses' logarithms; larger values
+    /// stop near-silent bins from dominating (validation figures always use 1e-5).
+    #[arg(long, default_value_t = 1e-5, value_name = "X")]
+    loss_floor: f64,
     /// Seed of a new run.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -53,6 +57,9 @@ pub fn run(args: &TrainArgs, global: &Global) -> Result<()> {
     if args.batch == 0 || args.crop_ms == 0 {
         bail!("--batch and --crop-ms must be positive");
     }
+    if !(args.loss_floor > 0.0 && args.loss_floor < 1.0) {
+        bail!("--loss-floor must be between 0 and 1 (exclusive), got {}", args.loss_floor);
+    }
     let options = TrainOptions {
         data: args.data.clone(),
         out: args.out.clone(),
@@ -63,6 +70,7 @@ pub fn run(args: &TrainArgs, global: &Global) -> Result<()> {
         steps: args.steps,
         batch: args.batch,
         learning_rate: args.lr,
+        loss_floor: args.loss_floor,
         seed: args.seed,
         checkpoint_minutes: args.checkpoint_minutes,
     };

@@ -6,8 +6,9 @@ use std::f64::consts::PI;
 
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 
-/// Floor inside logarithms and square roots.
-const EPS: f64 = 1e-5;
+/// The default floor added to magnitudes inside logarithms (about −120 dB below a
+/// full-scale sine); validation always uses it, so figures compare across runs.
+pub const DEFAULT_FLOOR: f64 = 1e-5;
 
 /// One STFT resolution: frame length `n_fft`, hop `n_fft / 4`, Hann window.
 struct Resolution<B: Backend> {
@@ -33,11 +34,13 @@ pub struct Losses<B: Backend> {
 /// The spectral losses at a fixed set of resolutions.
 pub struct SpectralLoss<B: Backend> {
     resolutions: Vec<Resolution<B>>,
+    floor: f64,
 }
 
 impl<B: Backend> SpectralLoss<B> {
-    /// Resolutions 256, 512 and 1024 samples, mel loss (64 bands) on the 1024 one.
-    pub fn new(sample_rate: u32, device: &B::Device) -> Self {
+    /// Resolutions 256, 512 and 1024 samples, mel loss (64 bands) on the 1024 one; `floor`
+    /// is added to magnitudes before logarithms ([`DEFAULT_FLOOR`] unless a run asks).
+    pub fn new(sample_rate: u32, floor: f64, device: &B::Device) -> Self {
         let resolutions = [256, 512, 1024]
             .into_iter()
             .map(|n_fft| Resolution {
@@ -46,7 +49,7 @@ impl<B: Backend> SpectralLoss<B> {
                 mel: (n_fft == 1024).then(|| mel_filters(n_fft, sample_rate, 64, device)),
             })
             .collect();
-        Self { resolutions }
+        Self { resolutions, floor }
     }
 
     /// Signal lengths must be multiples of this.
@@ -55,7 +58,7 @@ impl<B: Backend> SpectralLoss<B> {
     }
 
     /// Magnitudes `[batch * frames, bins]` of `signal` `[batch, len]`.
-    fn magnitude(res: &Resolution<B>, signal: Tensor<B, 2>) -> Tensor<B, 2> {
+    fn magnitude(res: &Resolution<B>, signal: Tensor<B, 2>, floor: f64) -> Tensor<B, 2> {
         let [batch, len] = signal.dims();
         let hop = res.n_fft / 4;
         let blocks = signal.reshape([batch, len / hop, hop]);
@@ -64,7 +67,7 @@ impl<B: Backend> SpectralLoss<B> {
         let spectrum = framed.reshape([batch * frames, res.n_fft]).matmul(res.basis.clone());
         let bins = res.n_fft / 2 + 1;
         let power = (spectrum.clone() * spectrum).reshape([batch * frames, 2, bins]).sum_dim(1);
-        power.reshape([batch * frames, bins]).add_scalar(EPS * EPS).sqrt()
+        power.reshape([batch * frames, bins]).add_scalar(floor * floor).sqrt()
     }
 
     /// All loss terms between `predicted` and `target`, both `[batch, len]`.
@@ -74,16 +77,16 @@ impl<B: Backend> SpectralLoss<B> {
         let mut log_mag = Tensor::zeros([1], &device);
         let mut mel = Tensor::zeros([1], &device);
         for res in &self.resolutions {
-            let p = Self::magnitude(res, predicted.clone());
-            let t = Self::magnitude(res, target.clone());
+            let p = Self::magnitude(res, predicted.clone(), self.floor);
+            let t = Self::magnitude(res, target.clone(), self.floor);
             let diff = t.clone() - p.clone();
             let numerator = (diff.clone() * diff).sum().sqrt();
-            let denominator = (t.clone() * t.clone()).sum().add_scalar(EPS).sqrt();
+            let denominator = (t.clone() * t.clone()).sum().add_scalar(DEFAULT_FLOOR).sqrt();
             sc = sc + numerator / denominator;
             log_mag = log_mag + (t.clone().log() - p.clone().log()).abs().mean();
             if let Some(filters) = &res.mel {
-                let pm = p.matmul(filters.clone()).add_scalar(EPS).log();
-                let tm = t.matmul(filters.clone()).add_scalar(EPS).log();
+                let pm = p.matmul(filters.clone()).add_scalar(self.floor).log();
+                let tm = t.matmul(filters.clone()).add_scalar(self.floor).log();
                 mel = (tm - pm).abs().mean();
             }
         }
@@ -119,7 +122,7 @@ mod tests {
     #[test]
     fn identical_signals_have_zero_loss_and_different_ones_do_not() {
         let device = Default::default();
-        let loss = SpectralLoss::<Flex>::new(16_000, &device);
+        let loss = SpectralLoss::<Flex>::new(16_000, DEFAULT_FLOOR, &device);
         let len = 4096;
         let sine: Vec<f32> = (0..2 * len).map(|i| (i as f32 * 0.05).sin() * 0.3).collect();
         let a = Tensor::<Flex, 2>::from_data(TensorData::new(sine.clone(), [2, len]), &device);
@@ -134,14 +137,33 @@ mod tests {
     }
 
     #[test]
+    fn a_higher_floor_ignores_differences_far_below_the_signal() {
+        let device = Default::default();
+        let len = 4096;
+        let tone: Vec<f32> = (0..len).map(|i| (i as f32 * 0.05).sin() * 0.3).collect();
+        // The same tone plus hiss 100 dB below it.
+        let hissy: Vec<f32> =
+            tone.iter().enumerate().map(|(i, v)| v + ((i * 7919 % 1000) as f32 - 500.0) * 6e-9).collect();
+        let signal = |x: Vec<f32>| Tensor::<Flex, 2>::from_data(TensorData::new(x, [1, len]), &device);
+        let log_magnitude = |floor: f64| {
+            let loss = SpectralLoss::<Flex>::new(16_000, floor, &device);
+            loss.losses(signal(hissy.clone()), signal(tone.clone())).log_magnitude.into_scalar()
+        };
+        let (fine, coarse) = (log_magnitude(DEFAULT_FLOOR), log_magnitude(1e-3));
+        assert!(fine > 0.05, "the default floor sees the hiss: {fine}");
+        assert!(coarse < fine / 10.0, "a 1e-3 floor mostly ignores it: {coarse} vs {fine}");
+    }
+
+    #[test]
     fn a_sine_peaks_in_its_bin() {
         let device = Default::default();
-        let loss = SpectralLoss::<Flex>::new(16_000, &device);
+        let loss = SpectralLoss::<Flex>::new(16_000, DEFAULT_FLOOR, &device);
         let res = &loss.resolutions[2];
         // 1000 Hz at 16 kHz with n_fft 1024: bin 64.
         let sine: Vec<f32> =
             (0..4096).map(|i| (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 16_000.0).sin()).collect();
-        let mag = SpectralLoss::magnitude(res, Tensor::from_data(TensorData::new(sine, [1, 4096]), &device));
+        let mag =
+            SpectralLoss::magnitude(res, Tensor::from_data(TensorData::new(sine, [1, 4096]), &device), DEFAULT_FLOOR);
         let first: Vec<f32> = mag.narrow(0, 0, 1).into_data().into_vec().unwrap();
         let peak = first.iter().enumerate().fold((0, 0f32), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0;
         assert_eq!(peak, 64);

@@ -21,7 +21,7 @@ use serde::Serialize;
 use super::checkpoint::{self, TrainState};
 use super::data::{Corpus, Loader};
 use super::factorized::{FactorizedRvq, Usage};
-use super::loss::SpectralLoss;
+use super::loss::{DEFAULT_FLOOR, SpectralLoss};
 use super::transposed::TransposedDecoder;
 use super::vq::{EmaCodebooks, StageStats};
 use crate::error::{Error, Result};
@@ -77,6 +77,9 @@ pub struct TrainOptions {
     pub crop: usize,
     /// Peak learning rate.
     pub learning_rate: f64,
+    /// Added to magnitudes inside the training losses' logarithms (validation keeps
+    /// [`DEFAULT_FLOOR`]): a larger floor stops near-silent bins from dominating them.
+    pub loss_floor: f64,
     /// Seed for a new run.
     pub seed: u64,
     /// Minutes between checkpoints.
@@ -321,8 +324,8 @@ pub fn train<B: AutodiffBackend>(
         validation_files: validation_corpus.files(),
     });
 
-    let loss = SpectralLoss::<B>::new(config.sample_rate, &device);
-    let valid_loss = SpectralLoss::<B::InnerBackend>::new(config.sample_rate, &device);
+    let loss = SpectralLoss::<B>::new(config.sample_rate, options.loss_floor, &device);
+    let valid_loss = SpectralLoss::<B::InnerBackend>::new(config.sample_rate, DEFAULT_FLOOR, &device);
     let multiple = lcm(config.hop(), loss.length_multiple());
     let crop = options.crop.div_ceil(multiple).max(1) * multiple;
     let clip_len = ((VALIDATION_SECONDS * config.sample_rate as f32) as usize).div_ceil(multiple) * multiple;
