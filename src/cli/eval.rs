@@ -65,14 +65,14 @@ struct Scores {
 }
 
 impl Scores {
+    /// Scores `decoded`, which must already be time-aligned with `reference`.
     fn measure(reference: &[f32], decoded: &[f32], mel: &LogMel, kbps: f64, rtf: f64) -> Result<Self> {
-        let decoded = align(reference, decoded);
         Ok(Self {
             kbps,
-            stoi: stoi(reference, &decoded, 16_000, false)?,
-            estoi: stoi(reference, &decoded, 16_000, true)?,
-            si_sdr: si_sdr(reference, &decoded),
-            log_mel: mel.l1(reference, &decoded),
+            stoi: stoi(reference, decoded, 16_000, false)?,
+            estoi: stoi(reference, decoded, 16_000, true)?,
+            si_sdr: si_sdr(reference, decoded),
+            log_mel: mel.l1(reference, decoded),
             rtf,
         })
     }
@@ -96,8 +96,14 @@ impl Scores {
     }
 }
 
-/// Shifts `decoded` by the lag (within ±40 ms) that best matches `reference`, so codecs with
-/// a delay are not punished for it; applied to every system alike.
+/// Shifts `decoded` by the lag (within ±40 ms) that best matches `reference`, so the other
+/// codecs' delays (and our resamplers' around Codec2) are not held against them.
+///
+/// tokenwave's output needs none: it is on its input's timeline by construction (trained
+/// against the input at lag 0; the file path adds no delay). Matching waveforms would
+/// mislead for it: its decoder makes its own phase, so the waveform correlation peak is
+/// noise — on one clip it picked a 280-sample lag, and STOI fell from 0.761 at lag 0 to
+/// 0.735 (stoi over lags −640..640 peaked at 0.794 near +120, which we do not search for).
 fn align(reference: &[f32], decoded: &[f32]) -> Vec<f32> {
     const MAX_LAG: usize = 640;
     let n = reference.len().min(decoded.len());
@@ -173,6 +179,7 @@ pub fn run<B: Backend>(args: &EvalArgs, global: &Global, device: B::Device) -> R
                 let decoded = codec.decode(&codes)?;
                 let rtf = started.elapsed().as_secs_f64() / seconds;
                 let kbps = container_bytes(&codec, &codes, reference.len() as u64)? as f64 * 8.0 / seconds / 1000.0;
+                // No alignment: see `align`.
                 results.push(Scores::measure(&reference, &decoded[..reference.len()], &mel, kbps, rtf)?);
                 if plot_rows.is_empty() && args.plot.is_some() {
                     rows.push((format!("tokenwave {kbps:.1} kbps"), decoded[..reference.len()].to_vec()));
@@ -347,7 +354,7 @@ fn opus(reference: &[f32], kbps: u32, dir: &Path, mel: &LogMel) -> Result<Scores
         .collect::<Result<_, _>>()?;
     let seconds = reference.len() as f64 / 16_000.0;
     let bytes = std::fs::metadata(&coded)?.len();
-    Scores::measure(reference, &decoded, mel, bytes as f64 * 8.0 / seconds / 1000.0, work / seconds)
+    Scores::measure(reference, &align(reference, &decoded), mel, bytes as f64 * 8.0 / seconds / 1000.0, work / seconds)
 }
 
 fn codec2(reference: &[f32], bps: u32, dir: &Path, mel: &LogMel) -> Result<Scores> {
@@ -367,5 +374,5 @@ fn codec2(reference: &[f32], bps: u32, dir: &Path, mel: &LogMel) -> Result<Score
     decoded.extend(up.finish());
     let seconds = reference.len() as f64 / 16_000.0;
     let bytes = std::fs::metadata(&coded)?.len();
-    Scores::measure(reference, &decoded, mel, bytes as f64 * 8.0 / seconds / 1000.0, work / seconds)
+    Scores::measure(reference, &align(reference, &decoded), mel, bytes as f64 * 8.0 / seconds / 1000.0, work / seconds)
 }
