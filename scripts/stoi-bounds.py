@@ -55,20 +55,6 @@ def griffin_lim(magnitude, n, hop, length, rng, iterations=32):
     return istft(magnitude * phase, n, hop, length)
 
 
-def align(reference, decoded, max_lag=640):
-    """`decoded` shifted by the lag (within ±max_lag) that best matches `reference`."""
-    n = min(len(reference), len(decoded))
-    scores = [np.dot(reference[max_lag:n - max_lag], decoded[max_lag + lag:n - max_lag + lag])
-              for lag in range(-max_lag, max_lag + 1)]
-    lag = int(np.argmax(scores)) - max_lag
-    shifted = np.zeros(len(reference))
-    src = decoded[max(lag, 0):]
-    dst_start = max(-lag, 0)
-    m = min(len(src), len(reference) - dst_start)
-    shifted[dst_start:dst_start + m] = src[:m]
-    return shifted
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokenwave", required=True)
@@ -88,7 +74,9 @@ def main():
             x = read_wav(original_path)
             if len(x) < RATE:
                 continue
-            d = align(x, read_wav(decoded_path))
+            # tokenwave's output is on the input's timeline (docs/EVAL.md): no alignment.
+            d = read_wav(decoded_path)[:len(x)]
+            d = np.pad(d, (0, len(x) - len(d)))
             length = len(x) - 1024
             true_spec, decoded_spec = stft(x, 1024, 256), stft(d, 1024, 256)
             frame_mag = np.abs(stft(x, 640, 320))

@@ -32,6 +32,11 @@ pub struct ModelConfig {
     pub transposed_decoder: bool,
     /// The frame-rate decoder.
     pub decoder: ConvNextConfig,
+    /// The decoder head predicts each frame's phase as a change from the previous frame's
+    /// (plus the advance of a steady tone at the bin's frequency) instead of outright, so
+    /// steady partials stay coherent from frame to frame ([`crate::model::decoder`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub accumulated_phase: bool,
     /// Encode with log-magnitude spectra and a ConvNeXt stack at frame rate
     /// ([`crate::model::spectral`]) instead of the waveform convs; `encoder_channels` and
     /// `residual_dilations` are then unused (`strides` still set the hop).
@@ -69,6 +74,7 @@ impl Default for ModelConfig {
             transposed_decoder: false,
             decoder: ConvNextConfig { dim: 256, hidden: 768, blocks: 6, kernel: 7 },
             spectral_encoder: None,
+            accumulated_phase: false,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! spectrum per frame, turned into samples by a fixed inverse DFT and overlap-add.
 //! Nothing runs at the sample rate except that last matrix product.
 
-use std::f64::consts::PI;
+use std::f64::consts::{PI, TAU};
 
 use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
@@ -63,14 +63,19 @@ pub struct Decoder<B: Backend> {
     /// Inverse real DFT times a Hann window, `[2 * bins, 2 * hop]`; derived, never stored.
     synthesis: Tensor<B, 2>,
     hop: usize,
+    /// Whether the head's phase outputs are frame-to-frame changes (see [`ModelConfig`]).
+    accumulated_phase: bool,
 }
 
-/// State of the whole [`Decoder`]: conv contexts and the second half of the last frame.
+/// State of the whole [`Decoder`]: conv contexts, the second half of the last frame, and
+/// for accumulated phase the last frame's phases and whether the next frame is odd.
 #[derive(Debug, Clone)]
 pub struct DecoderState<B: Backend> {
     input: ConvState<B>,
     blocks: Vec<ConvState<B>>,
     overlap: Tensor<B, 3>,
+    phase: Tensor<B, 3>,
+    odd_frame: bool,
 }
 
 impl<B: Backend> Decoder<B> {
@@ -86,8 +91,21 @@ impl<B: Backend> Decoder<B> {
             head: LinearConfig::new(c.dim, 2 * bins).init(device),
             synthesis: synthesis_basis(n_fft, device),
             hop: config.hop(),
+            accumulated_phase: config.accumulated_phase,
         }
     }
+}
+
+/// `(-1)^(k * t)` for bin `k` of frame `t` (counted from an even or odd first frame),
+/// `[1, frames, bins]`: the phase advance `pi * k` per hop of a steady tone at bin `k`.
+fn steady_advance<B: Backend>(frames: usize, bins: usize, first_odd: bool, device: &B::Device) -> Tensor<B, 3> {
+    let signs: Vec<f32> = (0..frames)
+        .flat_map(|t| {
+            let odd_frame = (t % 2 == 1) != first_odd;
+            (0..bins).map(move |k| if odd_frame && k % 2 == 1 { -1.0 } else { 1.0 })
+        })
+        .collect();
+    Tensor::from_data(TensorData::new(signs, [1, frames, bins]), device)
 }
 
 /// Rows `0..bins` turn real parts into windowed samples, rows `bins..` imaginary parts.
@@ -115,6 +133,8 @@ impl<B: Backend> Streaming<B> for Decoder<B> {
             input: self.input.init_state(batch, device),
             blocks: self.blocks.iter().map(|b| b.init_state(batch, device)).collect(),
             overlap: Tensor::zeros([batch, 1, self.hop], device),
+            phase: Tensor::zeros([batch, 1, self.hop + 1], device),
+            odd_frame: false,
         }
     }
 
@@ -126,8 +146,18 @@ impl<B: Backend> Streaming<B> for Decoder<B> {
         let [batch, frames, _] = x.dims();
         let spectrum = self.head.forward(self.norm.forward(x));
         let bins = spectrum.dims()[2] / 2;
-        let magnitude = spectrum.clone().narrow(2, 0, bins).clamp_max(MAX_LOG_MAGNITUDE).exp();
-        let phase = spectrum.narrow(2, bins, bins);
+        let mut magnitude = spectrum.clone().narrow(2, 0, bins).clamp_max(MAX_LOG_MAGNITUDE).exp();
+        let mut phase = spectrum.narrow(2, bins, bins);
+        if self.accumulated_phase {
+            // Phase = last frame's phase + this frame's change; wrapped so it stays small.
+            phase = phase.cumsum(1) + state.phase.clone();
+            let last = phase.clone().narrow(1, frames - 1, 1);
+            state.phase = last.clone() - (last / TAU).floor() * TAU;
+            // A steady tone at bin k advances by pi * k per hop (hop = n_fft / 2): a sign
+            // flip of odd bins on odd frames, applied to the magnitude.
+            magnitude = magnitude * steady_advance::<B>(frames, bins, state.odd_frame, &phase.device());
+            state.odd_frame ^= frames % 2 == 1;
+        }
         let real = magnitude.clone() * phase.clone().cos();
         let imaginary = magnitude * phase.sin();
         let rows = Tensor::cat(vec![real, imaginary], 2).reshape([batch * frames, 2 * bins]);
@@ -141,5 +171,47 @@ impl<B: Backend> Streaming<B> for Decoder<B> {
         };
         state.overlap = tails.narrow(1, frames - 1, 1);
         (heads + previous).reshape([batch, frames * self.hop, 1])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+    use burn::tensor::Distribution;
+
+    use crate::model::ConvNextConfig;
+
+    #[test]
+    fn accumulated_phase_streams_like_the_whole_signal() {
+        let device = Default::default();
+        let config = ModelConfig {
+            strides: vec![4, 5],
+            latent_dim: 8,
+            accumulated_phase: true,
+            decoder: ConvNextConfig { dim: 16, hidden: 32, blocks: 1, kernel: 3 },
+            ..Default::default()
+        };
+        let decoder = Decoder::<Flex>::new(&config, &device);
+        let latents = Tensor::<Flex, 3>::random([1, 9, 8], Distribution::Normal(0.0, 1.0), &device);
+        let whole: Vec<f32> =
+            decoder.step(latents.clone(), &mut decoder.init_state(1, &device)).into_data().into_vec().unwrap();
+        let mut state = decoder.init_state(1, &device);
+        let (mut pieces, mut start) = (Vec::new(), 0);
+        for frames in [1, 3, 2, 3] {
+            let piece = latents.clone().narrow(1, start, frames);
+            pieces.extend(decoder.step(piece, &mut state).into_data().into_vec::<f32>().unwrap());
+            start += frames;
+        }
+        assert_eq!(whole.len(), pieces.len());
+        let worst = whole.iter().zip(&pieces).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let scale = whole.iter().map(|v| v.abs()).fold(0f32, f32::max);
+        assert!(worst <= 1e-4 * scale.max(1.0), "streamed samples differ by {worst} (peak {scale})");
+    }
+
+    #[test]
+    fn odd_bins_flip_on_odd_frames() {
+        let signs: Vec<f32> = steady_advance::<Flex>(3, 3, true, &Default::default()).into_data().into_vec().unwrap();
+        assert_eq!(signs, [1.0, -1.0, 1.0, 1.0, 1.0, 1.0, 1.0, -1.0, 1.0]);
     }
 }
