@@ -75,8 +75,9 @@ fn spectrum_bins(window: usize) -> usize {
     window / 2 + 1
 }
 
-/// Periodic Hann window times the real DFT: columns `0..bins` cosines, then negated sines.
-fn analysis_basis<B: Backend>(window: usize, device: &B::Device) -> Tensor<B, 2> {
+/// Periodic Hann window times the real DFT, `[window, 2 bins]`: columns `0..bins` cosines,
+/// then negated sines. Also the training losses' STFT.
+pub(crate) fn analysis_basis<B: Backend>(window: usize, device: &B::Device) -> Tensor<B, 2> {
     let bins = spectrum_bins(window);
     let n = window as f64;
     let mut basis = vec![0f32; window * 2 * bins];

@@ -2,9 +2,9 @@
 //! log-mel L1 and waveform L1. The STFT is framing plus a matrix product with a fixed
 //! windowed DFT basis, so it is differentiable on every burn backend (burn 0.21 has no FFT).
 
-use std::f64::consts::PI;
-
 use burn::tensor::{Tensor, TensorData, backend::Backend};
+
+use crate::model::spectral::analysis_basis;
 
 /// The default floor added to magnitudes inside logarithms (about −120 dB below a
 /// full-scale sine); validation always uses it, so figures compare across runs.
@@ -45,7 +45,7 @@ impl<B: Backend> SpectralLoss<B> {
             .into_iter()
             .map(|n_fft| Resolution {
                 n_fft,
-                basis: dft_basis(n_fft, device),
+                basis: analysis_basis(n_fft, device),
                 mel: (n_fft == 1024).then(|| mel_filters(n_fft, sample_rate, 64, device)),
             })
             .collect();
@@ -92,20 +92,6 @@ impl<B: Backend> SpectralLoss<B> {
         }
         Losses { spectral_convergence: sc, log_magnitude: log_mag, mel, waveform: (predicted - target).abs().mean() }
     }
-}
-
-fn dft_basis<B: Backend>(n_fft: usize, device: &B::Device) -> Tensor<B, 2> {
-    let bins = n_fft / 2 + 1;
-    let mut basis = vec![0f32; n_fft * 2 * bins];
-    for t in 0..n_fft {
-        let window = 0.5 - 0.5 * (2.0 * PI * t as f64 / n_fft as f64).cos();
-        for k in 0..bins {
-            let angle = 2.0 * PI * ((k * t) % n_fft) as f64 / n_fft as f64;
-            basis[t * 2 * bins + k] = (window * angle.cos()) as f32;
-            basis[t * 2 * bins + bins + k] = (-window * angle.sin()) as f32;
-        }
-    }
-    Tensor::from_data(TensorData::new(basis, [n_fft, 2 * bins]), device)
 }
 
 /// The mel filterbank of [`crate::eval::mel_filterbank`] as a tensor, `[bins, mels]`.
