@@ -61,6 +61,17 @@ fn zero_state<B: Backend>(batch: usize, context: usize, channels: usize, device:
     ConvState { tail: (context > 0).then(|| Tensor::zeros([batch, context, channels], device)) }
 }
 
+/// `frames` `[batch, n, width]` delayed by one frame: the carried frame first, then all but
+/// the last; the last becomes the new carry. Overlap-add in the decoder and the encoder's
+/// two-frame windows both need "the previous frame" across calls.
+pub(crate) fn previous_frames<B: Backend>(frames: Tensor<B, 3>, carry: &mut Tensor<B, 3>) -> Tensor<B, 3> {
+    let n = frames.dims()[1];
+    let previous =
+        if n == 1 { carry.clone() } else { Tensor::cat(vec![carry.clone(), frames.clone().narrow(1, 0, n - 1)], 1) };
+    *carry = frames.narrow(1, n - 1, 1);
+    previous
+}
+
 /// A dense causal conv. Either stride 1 with any kernel and dilation, or a strided conv whose
 /// kernel is a multiple of its stride (the encoder's downsampling).
 #[derive(Module, Debug)]

@@ -10,7 +10,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 
 use super::config::ModelConfig;
-use super::conv::{CausalConv1d, ConvState, DepthwiseConv1d, Streaming};
+use super::conv::{CausalConv1d, ConvState, DepthwiseConv1d, Streaming, previous_frames};
 
 /// Log-magnitudes are clamped here before `exp`, so an untrained head cannot overflow.
 const MAX_LOG_MAGNITUDE: f64 = 6.0;
@@ -164,12 +164,7 @@ impl<B: Backend> Streaming<B> for Decoder<B> {
         let windows = rows.matmul(self.synthesis.clone()).reshape([batch, frames, 2 * self.hop]);
         let heads = windows.clone().narrow(2, 0, self.hop);
         let tails = windows.narrow(2, self.hop, self.hop);
-        let previous = if frames == 1 {
-            state.overlap.clone()
-        } else {
-            Tensor::cat(vec![state.overlap.clone(), tails.clone().narrow(1, 0, frames - 1)], 1)
-        };
-        state.overlap = tails.narrow(1, frames - 1, 1);
+        let previous = previous_frames(tails, &mut state.overlap);
         (heads + previous).reshape([batch, frames * self.hop, 1])
     }
 }

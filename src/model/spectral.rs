@@ -14,7 +14,7 @@ use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 
 use super::config::ConvNextConfig;
-use super::conv::{ConvState, Streaming};
+use super::conv::{ConvState, Streaming, previous_frames};
 use super::decoder::ConvNextBlock;
 
 /// Short windows per frame; each spans half a frame, and the last ends with the frame.
@@ -63,12 +63,17 @@ impl<B: Backend> SpectralEncoder<B> {
 
     /// Log magnitudes of `windows` `[rows, len]` through `basis` `[len, 2 bins]`.
     fn log_magnitude(windows: Tensor<B, 2>, basis: &Tensor<B, 2>) -> Tensor<B, 2> {
-        let rows = windows.dims()[0];
-        let bins = basis.dims()[1] / 2;
-        let spectrum = windows.matmul(basis.clone());
-        let power = (spectrum.clone() * spectrum).reshape([rows, 2, bins]).sum_dim(1).reshape([rows, bins]);
-        power.sqrt().add_scalar(FLOOR).log()
+        power_spectrum(windows, basis).sqrt().add_scalar(FLOOR).log()
     }
+}
+
+/// Power spectra `[rows, bins]` of `windows` `[rows, len]` through an [`analysis_basis`]
+/// `[len, 2 bins]`. Also the training losses' STFT.
+pub(crate) fn power_spectrum<B: Backend>(windows: Tensor<B, 2>, basis: &Tensor<B, 2>) -> Tensor<B, 2> {
+    let rows = windows.dims()[0];
+    let bins = basis.dims()[1] / 2;
+    let spectrum = windows.matmul(basis.clone());
+    (spectrum.clone() * spectrum).reshape([rows, 2, bins]).sum_dim(1).reshape([rows, bins])
 }
 
 fn spectrum_bins(window: usize) -> usize {
@@ -108,12 +113,7 @@ impl<B: Backend> Streaming<B> for SpectralEncoder<B> {
         let hop = self.hop;
         let frames = len / hop;
         let current = input.reshape([batch, frames, hop]);
-        let previous = if frames == 1 {
-            state.previous.clone()
-        } else {
-            Tensor::cat(vec![state.previous.clone(), current.clone().narrow(1, 0, frames - 1)], 1)
-        };
-        state.previous = current.clone().narrow(1, frames - 1, 1);
+        let previous = previous_frames(current.clone(), &mut state.previous);
         let windows = Tensor::cat(vec![previous, current], 2);
         let rows = batch * frames;
         let mut features = vec![Self::log_magnitude(windows.clone().reshape([rows, 2 * hop]), &self.long)];

@@ -4,7 +4,7 @@
 
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 
-use crate::model::spectral::analysis_basis;
+use crate::model::spectral::{analysis_basis, power_spectrum};
 
 /// The default floor added to magnitudes inside logarithms (about −120 dB below a
 /// full-scale sine); validation always uses it, so figures compare across runs.
@@ -64,10 +64,7 @@ impl<B: Backend> SpectralLoss<B> {
         let blocks = signal.reshape([batch, len / hop, hop]);
         let frames = len / hop - 3;
         let framed = Tensor::cat((0..4).map(|j| blocks.clone().narrow(1, j, frames)).collect(), 2);
-        let spectrum = framed.reshape([batch * frames, res.n_fft]).matmul(res.basis.clone());
-        let bins = res.n_fft / 2 + 1;
-        let power = (spectrum.clone() * spectrum).reshape([batch * frames, 2, bins]).sum_dim(1);
-        power.reshape([batch * frames, bins]).add_scalar(floor * floor).sqrt()
+        power_spectrum(framed.reshape([batch * frames, res.n_fft]), &res.basis).add_scalar(floor * floor).sqrt()
     }
 
     /// All loss terms between `predicted` and `target`, both `[batch, len]`.
