@@ -284,6 +284,13 @@ fn bad_arguments_fail_cleanly() {
     fs::write(&bogus, b"not weights").unwrap();
     let out = tokenwave(&["encode", "samples/speech_cs.wav", &out_path, "--model", &bogus]);
     assert_clean_failure(&out, "not a safetensors file", &dir, &["bogus.safetensors"]);
+    let run = path(&dir, "run");
+    for (flag, value, message) in
+        [("--loss-floor", "2", "--loss-floor must be"), ("--phase-loss", "-1", "--phase-loss must be")]
+    {
+        let out = tokenwave(&["train", "--data", "samples", "--out", &run, flag, value]);
+        assert_clean_failure(&out, message, &dir, &["bogus.safetensors"]);
+    }
 }
 
 #[test]

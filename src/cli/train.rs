@@ -42,8 +42,12 @@ pub struct TrainArgs {
     lr: f64,
     /// Added to spectral magnitudes inside the training losses' logarithms; larger values
     /// stop near-silent bins from dominating (validation figures always use 1e-5).
-    #[arg(long, default_value_t = 1e-5, value_name = "X")]
+    #[arg(long, default_value_t = 1e-5, value_name = "X", allow_negative_numbers = true)]
     loss_floor: f64,
+    /// Weight of the phase-derivative loss (frame-to-frame and bin-to-bin phase steps against
+    /// the input's); 0 logs it without training on it.
+    #[arg(long, default_value_t = 0.0, value_name = "W", allow_negative_numbers = true)]
+    phase_loss: f64,
     /// Seed of a new run.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -60,6 +64,9 @@ pub fn run(args: &TrainArgs, global: &Global) -> Result<()> {
     if !(args.loss_floor > 0.0 && args.loss_floor < 1.0) {
         bail!("--loss-floor must be between 0 and 1 (exclusive), got {}", args.loss_floor);
     }
+    if !(args.phase_loss >= 0.0 && args.phase_loss.is_finite()) {
+        bail!("--phase-loss must be a finite weight of 0 or more, got {}", args.phase_loss);
+    }
     let options = TrainOptions {
         data: args.data.clone(),
         out: args.out.clone(),
@@ -71,6 +78,7 @@ pub fn run(args: &TrainArgs, global: &Global) -> Result<()> {
         batch: args.batch,
         learning_rate: args.lr,
         loss_floor: args.loss_floor,
+        phase_weight: args.phase_loss,
         seed: args.seed,
         checkpoint_minutes: args.checkpoint_minutes,
     };

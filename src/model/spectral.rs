@@ -70,9 +70,14 @@ impl<B: Backend> SpectralEncoder<B> {
 /// Power spectra `[rows, bins]` of `windows` `[rows, len]` through an [`analysis_basis`]
 /// `[len, 2 bins]`. Also the training losses' STFT.
 pub(crate) fn power_spectrum<B: Backend>(windows: Tensor<B, 2>, basis: &Tensor<B, 2>) -> Tensor<B, 2> {
-    let rows = windows.dims()[0];
-    let bins = basis.dims()[1] / 2;
-    let spectrum = windows.matmul(basis.clone());
+    power(windows.matmul(basis.clone()))
+}
+
+/// `[rows, bins]` squared magnitudes of complex spectra `[rows, 2 bins]` (real parts, then
+/// imaginary parts).
+pub(crate) fn power<B: Backend>(spectrum: Tensor<B, 2>) -> Tensor<B, 2> {
+    let [rows, columns] = spectrum.dims();
+    let bins = columns / 2;
     (spectrum.clone() * spectrum).reshape([rows, 2, bins]).sum_dim(1).reshape([rows, bins])
 }
 

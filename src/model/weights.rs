@@ -16,7 +16,9 @@ use crate::error::{Error, Result};
 /// Metadata key that holds the model config as JSON.
 const CONFIG_KEY: &str = "tokenwave.config";
 
-/// The default model, embedded in the binary.
+/// The default model, embedded in the binary unless built without the `embedded-model`
+/// feature (a slim binary for machines that are handed their weights, such as a GPU trainer).
+#[cfg(feature = "embedded-model")]
 static EMBEDDED: &[u8] = include_bytes!("../../models/default.safetensors");
 
 /// First 16 bytes of a SHA-256 over the config and every tensor: identifies a model in streams.
@@ -40,7 +42,12 @@ pub struct Weights {
 impl Weights {
     /// The model shipped inside the binary.
     pub fn embedded() -> Result<Self> {
-        Self::from_bytes(EMBEDDED.to_vec())
+        #[cfg(feature = "embedded-model")]
+        return Self::from_bytes(EMBEDDED.to_vec());
+        #[cfg(not(feature = "embedded-model"))]
+        Err(Error::Weights(
+            "this build has no embedded model (built without the `embedded-model` feature): pass --model FILE".into(),
+        ))
     }
 
     /// Reads and validates a weights file.

@@ -1,10 +1,10 @@
 //! Reconstruction losses: multi-resolution STFT (spectral convergence + log magnitude),
-//! log-mel L1 and waveform L1. The STFT is framing plus a matrix product with a fixed
+//! log-mel L1, waveform L1, and a phase-derivative loss. The STFT is framing plus a matrix product with a fixed
 //! windowed DFT basis, so it is differentiable on every burn backend (burn 0.21 has no FFT).
 
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 
-use crate::model::spectral::{analysis_basis, power_spectrum};
+use crate::model::spectral::{analysis_basis, power};
 
 /// The default floor added to magnitudes inside logarithms (about −120 dB below a
 /// full-scale sine); validation always uses it, so figures compare across runs.
@@ -29,6 +29,12 @@ pub struct Losses<B: Backend> {
     pub mel: Tensor<B, 1>,
     /// Waveform L1.
     pub waveform: Tensor<B, 1>,
+    /// Phase-derivative loss, mean over resolutions: how far the frame-to-frame phase
+    /// advance (instantaneous frequency) and the bin-to-bin phase step (group delay) of the
+    /// prediction are from the target's, `|e^{i d_pred} - e^{i d_target}|^2` weighted by the
+    /// target's magnitude. Unlike the magnitude terms it sees whether overlapping frames
+    /// add up coherently; it needs no phase wrapping.
+    pub phase: Tensor<B, 1>,
 }
 
 /// The spectral losses at a fixed set of resolutions.
@@ -57,25 +63,34 @@ impl<B: Backend> SpectralLoss<B> {
         self.resolutions.iter().map(|r| r.n_fft / 4).max().unwrap_or(1)
     }
 
-    /// Magnitudes `[batch * frames, bins]` of `signal` `[batch, len]`.
-    fn magnitude(res: &Resolution<B>, signal: Tensor<B, 2>, floor: f64) -> Tensor<B, 2> {
+    /// Complex spectra `[batch * frames, 2 * bins]` (real parts, then imaginary) of `signal`
+    /// `[batch, len]`, and the frame count per signal.
+    fn spectrum(res: &Resolution<B>, signal: Tensor<B, 2>) -> (Tensor<B, 2>, usize) {
         let [batch, len] = signal.dims();
         let hop = res.n_fft / 4;
         let blocks = signal.reshape([batch, len / hop, hop]);
         let frames = len / hop - 3;
         let framed = Tensor::cat((0..4).map(|j| blocks.clone().narrow(1, j, frames)).collect(), 2);
-        power_spectrum(framed.reshape([batch * frames, res.n_fft]), &res.basis).add_scalar(floor * floor).sqrt()
+        (framed.reshape([batch * frames, res.n_fft]).matmul(res.basis.clone()), frames)
     }
 
     /// All loss terms between `predicted` and `target`, both `[batch, len]`.
     pub fn losses(&self, predicted: Tensor<B, 2>, target: Tensor<B, 2>) -> Losses<B> {
         let device = predicted.device();
+        let batch = predicted.dims()[0];
         let mut sc = Tensor::zeros([1], &device);
         let mut log_mag = Tensor::zeros([1], &device);
         let mut mel = Tensor::zeros([1], &device);
+        let mut phase = Tensor::zeros([1], &device);
+        let floor_squared = self.floor * self.floor;
         for res in &self.resolutions {
-            let p = Self::magnitude(res, predicted.clone(), self.floor);
-            let t = Self::magnitude(res, target.clone(), self.floor);
+            let (ps, frames) = Self::spectrum(res, predicted.clone());
+            let (ts, _) = Self::spectrum(res, target.clone());
+            let bins = ps.dims()[1] / 2;
+            let shape = [batch, frames, 2 * bins];
+            phase = phase + phase_derivative_loss(ps.clone().reshape(shape), ts.clone().reshape(shape));
+            let p = power(ps).add_scalar(floor_squared).sqrt();
+            let t = power(ts).add_scalar(floor_squared).sqrt();
             let diff = t.clone() - p.clone();
             let numerator = (diff.clone() * diff).sum().sqrt();
             let denominator = (t.clone() * t.clone()).sum().add_scalar(DEFAULT_FLOOR).sqrt();
@@ -87,8 +102,50 @@ impl<B: Backend> SpectralLoss<B> {
                 mel = (tm - pm).abs().mean();
             }
         }
-        Losses { spectral_convergence: sc, log_magnitude: log_mag, mel, waveform: (predicted - target).abs().mean() }
+        Losses {
+            spectral_convergence: sc,
+            log_magnitude: log_mag,
+            mel,
+            waveform: (predicted - target).abs().mean(),
+            phase: phase.div_scalar(self.resolutions.len() as f64),
+        }
     }
+}
+
+/// Squared magnitude below which a bin's phase counts as undefined (no division by zero).
+const PHASE_EPSILON: f64 = 1e-8;
+
+/// The [`Losses::phase`] term for complex spectra `[batch, frames, 2 bins]`.
+fn phase_derivative_loss<B: Backend>(predicted: Tensor<B, 3>, target: Tensor<B, 3>) -> Tensor<B, 1> {
+    let [_, frames, columns] = target.dims();
+    let bins = columns / 2;
+    let unit = |spectrum: Tensor<B, 3>| {
+        let real = spectrum.clone().narrow(2, 0, bins);
+        let imaginary = spectrum.narrow(2, bins, bins);
+        let magnitude =
+            (real.clone() * real.clone() + imaginary.clone() * imaginary.clone()).add_scalar(PHASE_EPSILON).sqrt();
+        (real / magnitude.clone(), imaginary / magnitude.clone(), magnitude)
+    };
+    let (pr, pi, _) = unit(predicted);
+    let (tr, ti, magnitude) = unit(target);
+    let scale = magnitude.clone().mean().add_scalar(PHASE_EPSILON).unsqueeze();
+    // u_next * conj(u_previous) along `dim`: the phase step as a unit complex number.
+    let step = |real: Tensor<B, 3>, imaginary: Tensor<B, 3>, dim: usize, len: usize| {
+        let (r1, i1) = (real.clone().narrow(dim, 1, len - 1), imaginary.clone().narrow(dim, 1, len - 1));
+        let (r0, i0) = (real.narrow(dim, 0, len - 1), imaginary.narrow(dim, 0, len - 1));
+        (r1.clone() * r0.clone() + i1.clone() * i0.clone(), i1 * r0 - r1 * i0)
+    };
+    let mismatch = |dim: usize, len: usize| {
+        let (pr_step, pi_step) = step(pr.clone(), pi.clone(), dim, len);
+        let (tr_step, ti_step) = step(tr.clone(), ti.clone(), dim, len);
+        let (dr, di) = (pr_step - tr_step, pi_step - ti_step);
+        // A step counts as much as the geometric mean of its two bins' magnitudes: a step
+        // from a bin with no signal (an undefined phase) counts for nothing.
+        let weight = (magnitude.clone().narrow(dim, 1, len - 1) * magnitude.clone().narrow(dim, 0, len - 1)).sqrt()
+            / scale.clone();
+        ((dr.clone() * dr + di.clone() * di) * weight).mean()
+    };
+    mismatch(1, frames) + mismatch(2, bins)
 }
 
 /// The mel filterbank of [`crate::eval::mel_filterbank`] as a tensor, `[bins, mels]`.
@@ -112,11 +169,37 @@ mod tests {
         let same = loss.losses(a.clone(), a.clone());
         assert!(same.spectral_convergence.into_scalar() < 1e-4);
         assert!(same.mel.into_scalar() < 1e-4);
+        assert!(same.phase.into_scalar() < 1e-4);
         let noise: Vec<f32> = (0..2 * len).map(|i| ((i * 7919 % 1000) as f32 / 1000.0 - 0.5) * 0.3).collect();
         let b = Tensor::<Flex, 2>::from_data(TensorData::new(noise, [2, len]), &device);
         let different = loss.losses(b, a);
         assert!(different.spectral_convergence.into_scalar() > 0.5);
         assert!(different.mel.into_scalar() > 0.5);
+        assert!(different.phase.into_scalar() > 0.5);
+    }
+
+    /// A tone at 1000 Hz with the given phase offset per 256-sample block.
+    fn tone_with_phases(blocks: &[f32]) -> Vec<f32> {
+        (0..256 * blocks.len())
+            .map(|i| (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 16_000.0 + blocks[i / 256]).sin() * 0.3)
+            .collect()
+    }
+
+    #[test]
+    fn the_phase_loss_ignores_a_constant_phase_offset_and_sees_incoherent_frames() {
+        let device = Default::default();
+        let loss = SpectralLoss::<Flex>::new(16_000, DEFAULT_FLOOR, &device);
+        let signal = |x: Vec<f32>| Tensor::<Flex, 2>::from_data(TensorData::new(x, [1, 4096]), &device);
+        let steady = signal(tone_with_phases(&[0.0; 16]));
+        // The same tone delayed: the waveform differs everywhere, the phase steps do not.
+        let shifted = loss.losses(signal(tone_with_phases(&[1.3; 16])), steady.clone());
+        assert!(shifted.waveform.into_scalar() > 0.2);
+        let offset = shifted.phase.into_scalar();
+        assert!(offset < 1e-3, "{offset}");
+        // The tone restarted at a random phase every block: what an incoherent decoder makes.
+        let jumps = [0.0, 2.1, 4.4, 0.7, 3.3, 5.9, 1.6, 4.9, 2.8, 0.2, 3.9, 5.2, 1.1, 4.1, 2.5, 5.6];
+        let jumpy = loss.losses(signal(tone_with_phases(&jumps)), steady).phase.into_scalar();
+        assert!(jumpy > 0.3, "{jumpy}");
     }
 
     #[test]
@@ -145,8 +228,8 @@ mod tests {
         // 1000 Hz at 16 kHz with n_fft 1024: bin 64.
         let sine: Vec<f32> =
             (0..4096).map(|i| (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 16_000.0).sin()).collect();
-        let mag =
-            SpectralLoss::magnitude(res, Tensor::from_data(TensorData::new(sine, [1, 4096]), &device), DEFAULT_FLOOR);
+        let (spectrum, _) = SpectralLoss::spectrum(res, Tensor::from_data(TensorData::new(sine, [1, 4096]), &device));
+        let mag = power(spectrum);
         let first: Vec<f32> = mag.narrow(0, 0, 1).into_data().into_vec().unwrap();
         let peak = first.iter().enumerate().fold((0, 0f32), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0;
         assert_eq!(peak, 64);

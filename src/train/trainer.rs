@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::{AutodiffModule, Param};
@@ -52,6 +52,9 @@ const TRANSPOSED: &str = "transposed";
 const FACTORIZED: &str = "factorized";
 /// Steps between metric lines.
 const LOG_EVERY: u64 = 10;
+/// Longest wait between metric lines, so that slow steps (a GPU still compiling its kernels)
+/// still show progress.
+const LOG_AT_LEAST_EVERY: Duration = Duration::from_secs(60);
 /// Validation clips: this many crops of [`VALIDATION_SECONDS`] each, always the same ones.
 const VALIDATION_CLIPS: usize = 24;
 const VALIDATION_SECONDS: f32 = 2.0;
@@ -80,6 +83,8 @@ pub struct TrainOptions {
     /// Added to magnitudes inside the training losses' logarithms (validation keeps
     /// [`DEFAULT_FLOOR`]): a larger floor stops near-silent bins from dominating them.
     pub loss_floor: f64,
+    /// Weight of the phase-derivative loss in the total (0: logged, not trained on).
+    pub phase_weight: f64,
     /// Seed for a new run.
     pub seed: u64,
     /// Minutes between checkpoints.
@@ -101,6 +106,8 @@ pub struct StepLog {
     pub mel: f32,
     /// Waveform L1.
     pub waveform: f32,
+    /// Phase-derivative loss (mean over resolutions); in the total only with a phase weight.
+    pub phase: f32,
     /// Commitment loss.
     pub commitment: f32,
     /// Stages used in this batch (quantizer dropout).
@@ -387,6 +394,7 @@ pub fn train<B: AutodiffBackend>(
     let loader = Loader::start(corpus, state.seed, state.step, options.batch, crop);
     let started = Instant::now();
     let mut last_checkpoint = Instant::now();
+    let mut last_log = Instant::now();
     let mut step = state.step;
     let mut metrics = OpenOptions::new()
         .create(true)
@@ -435,6 +443,7 @@ pub fn train<B: AutodiffBackend>(
             + terms.log_magnitude.clone()
             + terms.mel.clone()
             + terms.waveform.clone().mul_scalar(WAVEFORM_WEIGHT)
+            + terms.phase.clone().mul_scalar(options.phase_weight)
             + pass.commitment.clone().mul_scalar(quantizer_weight);
         let lr = learning_rate(options.learning_rate, step, options.steps);
         let mut gradients = total.backward();
@@ -463,7 +472,8 @@ pub fn train<B: AutodiffBackend>(
         }
         step += 1;
 
-        if step % LOG_EVERY == 0 || step == options.steps {
+        if step % LOG_EVERY == 0 || step == options.steps || last_log.elapsed() >= LOG_AT_LEAST_EVERY {
+            last_log = Instant::now();
             let trained_seconds =
                 (step - state.step) as f64 * (options.batch * crop) as f64 / f64::from(config.sample_rate);
             let log = StepLog {
@@ -473,6 +483,7 @@ pub fn train<B: AutodiffBackend>(
                 log_magnitude: scalar(terms.log_magnitude),
                 mel: scalar(terms.mel),
                 waveform: scalar(terms.waveform),
+                phase: scalar(terms.phase),
                 commitment: scalar(pass.commitment),
                 stages,
                 learning_rate: lr,
