@@ -116,7 +116,7 @@ where
             let worst = log.codebooks.iter().take(log.stages).map(|s| s.utilization).fold(1.0f32, f32::min);
             if !quiet {
                 eprintln!(
-                    "step {}/{steps} | {:.2} audio-s/s | loss {:.3} (sc {:.3} mag {:.3} mel {:.3} wav {:.4} commit {:.4}) | stages {} | worst codebook use {:.0}% | lr {:.2e}",
+                    "step {}/{steps} | {:.2} audio-s/s | loss {:.3} (sc {:.3} mag {:.3} mel {:.3} wav {:.4} phase {:.3} commit {:.4}) | stages {} | worst codebook use {:.0}% | lr {:.2e}",
                     log.step,
                     log.audio_seconds_per_second,
                     log.loss,
@@ -124,6 +124,7 @@ where
                     log.log_magnitude,
                     log.mel,
                     log.waveform,
+                    log.phase,
                     log.commitment,
                     log.stages,
                     worst * 100.0,
