@@ -45,7 +45,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1e-5, value_name = "X", allow_negative_numbers = true)]
     loss_floor: f64,
     /// Weight of the phase-derivative loss (frame-to-frame and bin-to-bin phase steps against
-    /// the input's); 0 logs it without training on it.
+    /// the input's); 0 turns it off.
     #[arg(long, default_value_t = 0.0, value_name = "W", allow_negative_numbers = true)]
     phase_loss: f64,
     /// Seed of a new run.
@@ -116,7 +116,7 @@ where
             let worst = log.codebooks.iter().take(log.stages).map(|s| s.utilization).fold(1.0f32, f32::min);
             if !quiet {
                 eprintln!(
-                    "step {}/{steps} | {:.2} audio-s/s | loss {:.3} (sc {:.3} mag {:.3} mel {:.3} wav {:.4} phase {:.3} commit {:.4}) | stages {} | worst codebook use {:.0}% | lr {:.2e}",
+                    "step {}/{steps} | {:.2} audio-s/s | loss {:.3} (sc {:.3} mag {:.3} mel {:.3} wav {:.4}{} commit {:.4}) | stages {} | worst codebook use {:.0}% | lr {:.2e}",
                     log.step,
                     log.audio_seconds_per_second,
                     log.loss,
@@ -124,7 +124,7 @@ where
                     log.log_magnitude,
                     log.mel,
                     log.waveform,
-                    log.phase,
+                    log.phase.map(|p| format!(" phase {p:.3}")).unwrap_or_default(),
                     log.commitment,
                     log.stages,
                     worst * 100.0,

@@ -33,14 +33,16 @@ pub struct Losses<B: Backend> {
     /// advance (instantaneous frequency) and the bin-to-bin phase step (group delay) of the
     /// prediction are from the target's, `|e^{i d_pred} - e^{i d_target}|^2` weighted by the
     /// target's magnitude. Unlike the magnitude terms it sees whether overlapping frames
-    /// add up coherently; it needs no phase wrapping.
-    pub phase: Tensor<B, 1>,
+    /// add up coherently; it needs no phase wrapping. Computed only by a loss built
+    /// [`SpectralLoss::with_phase`].
+    pub phase: Option<Tensor<B, 1>>,
 }
 
 /// The spectral losses at a fixed set of resolutions.
 pub struct SpectralLoss<B: Backend> {
     resolutions: Vec<Resolution<B>>,
     floor: f64,
+    phase: bool,
 }
 
 impl<B: Backend> SpectralLoss<B> {
@@ -55,7 +57,12 @@ impl<B: Backend> SpectralLoss<B> {
                 mel: (n_fft == 1024).then(|| mel_filters(n_fft, sample_rate, 64, device)),
             })
             .collect();
-        Self { resolutions, floor }
+        Self { resolutions, floor, phase: false }
+    }
+
+    /// Also computes the phase-derivative term ([`Losses::phase`]).
+    pub fn with_phase(self) -> Self {
+        Self { phase: true, ..self }
     }
 
     /// Signal lengths must be multiples of this.
@@ -81,14 +88,16 @@ impl<B: Backend> SpectralLoss<B> {
         let mut sc = Tensor::zeros([1], &device);
         let mut log_mag = Tensor::zeros([1], &device);
         let mut mel = Tensor::zeros([1], &device);
-        let mut phase = Tensor::zeros([1], &device);
+        let mut phase = self.phase.then(|| Tensor::zeros([1], &device));
         let floor_squared = self.floor * self.floor;
         for res in &self.resolutions {
             let (ps, frames) = Self::spectrum(res, predicted.clone());
             let (ts, _) = Self::spectrum(res, target.clone());
             let bins = ps.dims()[1] / 2;
-            let shape = [batch, frames, 2 * bins];
-            phase = phase + phase_derivative_loss(ps.clone().reshape(shape), ts.clone().reshape(shape));
+            if let Some(sum) = &mut phase {
+                let shape = [batch, frames, 2 * bins];
+                *sum = sum.clone() + phase_derivative_loss(ps.clone().reshape(shape), ts.clone().reshape(shape));
+            }
             let p = power(ps).add_scalar(floor_squared).sqrt();
             let t = power(ts).add_scalar(floor_squared).sqrt();
             let diff = t.clone() - p.clone();
@@ -107,7 +116,7 @@ impl<B: Backend> SpectralLoss<B> {
             log_magnitude: log_mag,
             mel,
             waveform: (predicted - target).abs().mean(),
-            phase: phase.div_scalar(self.resolutions.len() as f64),
+            phase: phase.map(|sum| sum.div_scalar(self.resolutions.len() as f64)),
         }
     }
 }
@@ -162,20 +171,20 @@ mod tests {
     #[test]
     fn identical_signals_have_zero_loss_and_different_ones_do_not() {
         let device = Default::default();
-        let loss = SpectralLoss::<Flex>::new(16_000, DEFAULT_FLOOR, &device);
+        let loss = SpectralLoss::<Flex>::new(16_000, DEFAULT_FLOOR, &device).with_phase();
         let len = 4096;
         let sine: Vec<f32> = (0..2 * len).map(|i| (i as f32 * 0.05).sin() * 0.3).collect();
         let a = Tensor::<Flex, 2>::from_data(TensorData::new(sine.clone(), [2, len]), &device);
         let same = loss.losses(a.clone(), a.clone());
         assert!(same.spectral_convergence.into_scalar() < 1e-4);
         assert!(same.mel.into_scalar() < 1e-4);
-        assert!(same.phase.into_scalar() < 1e-4);
+        assert!(same.phase.unwrap().into_scalar() < 1e-4);
         let noise: Vec<f32> = (0..2 * len).map(|i| ((i * 7919 % 1000) as f32 / 1000.0 - 0.5) * 0.3).collect();
         let b = Tensor::<Flex, 2>::from_data(TensorData::new(noise, [2, len]), &device);
         let different = loss.losses(b, a);
         assert!(different.spectral_convergence.into_scalar() > 0.5);
         assert!(different.mel.into_scalar() > 0.5);
-        assert!(different.phase.into_scalar() > 0.5);
+        assert!(different.phase.unwrap().into_scalar() > 0.5);
     }
 
     /// A tone at 1000 Hz with the given phase offset per 256-sample block.
@@ -188,17 +197,17 @@ mod tests {
     #[test]
     fn the_phase_loss_ignores_a_constant_phase_offset_and_sees_incoherent_frames() {
         let device = Default::default();
-        let loss = SpectralLoss::<Flex>::new(16_000, DEFAULT_FLOOR, &device);
+        let loss = SpectralLoss::<Flex>::new(16_000, DEFAULT_FLOOR, &device).with_phase();
         let signal = |x: Vec<f32>| Tensor::<Flex, 2>::from_data(TensorData::new(x, [1, 4096]), &device);
         let steady = signal(tone_with_phases(&[0.0; 16]));
         // The same tone delayed: the waveform differs everywhere, the phase steps do not.
         let shifted = loss.losses(signal(tone_with_phases(&[1.3; 16])), steady.clone());
         assert!(shifted.waveform.into_scalar() > 0.2);
-        let offset = shifted.phase.into_scalar();
+        let offset = shifted.phase.unwrap().into_scalar();
         assert!(offset < 1e-3, "{offset}");
         // The tone restarted at a random phase every block: what an incoherent decoder makes.
         let jumps = [0.0, 2.1, 4.4, 0.7, 3.3, 5.9, 1.6, 4.9, 2.8, 0.2, 3.9, 5.2, 1.1, 4.1, 2.5, 5.6];
-        let jumpy = loss.losses(signal(tone_with_phases(&jumps)), steady).phase.into_scalar();
+        let jumpy = loss.losses(signal(tone_with_phases(&jumps)), steady).phase.unwrap().into_scalar();
         assert!(jumpy > 0.3, "{jumpy}");
     }
 

@@ -83,7 +83,7 @@ pub struct TrainOptions {
     /// Added to magnitudes inside the training losses' logarithms (validation keeps
     /// [`DEFAULT_FLOOR`]): a larger floor stops near-silent bins from dominating them.
     pub loss_floor: f64,
-    /// Weight of the phase-derivative loss in the total (0: logged, not trained on).
+    /// Weight of the phase-derivative loss in the total (0: not computed).
     pub phase_weight: f64,
     /// Seed for a new run.
     pub seed: u64,
@@ -106,8 +106,8 @@ pub struct StepLog {
     pub mel: f32,
     /// Waveform L1.
     pub waveform: f32,
-    /// Phase-derivative loss (mean over resolutions); in the total only with a phase weight.
-    pub phase: f32,
+    /// Phase-derivative loss (mean over resolutions), when trained on.
+    pub phase: Option<f32>,
     /// Commitment loss.
     pub commitment: f32,
     /// Stages used in this batch (quantizer dropout).
@@ -332,6 +332,7 @@ pub fn train<B: AutodiffBackend>(
     });
 
     let loss = SpectralLoss::<B>::new(config.sample_rate, options.loss_floor, &device);
+    let loss = if options.phase_weight > 0.0 { loss.with_phase() } else { loss };
     let valid_loss = SpectralLoss::<B::InnerBackend>::new(config.sample_rate, DEFAULT_FLOOR, &device);
     let multiple = lcm(config.hop(), loss.length_multiple());
     let crop = options.crop.div_ceil(multiple).max(1) * multiple;
@@ -439,12 +440,14 @@ pub fn train<B: AutodiffBackend>(
             }
         };
         let terms = loss.losses(pass.reconstruction, target);
-        let total = terms.spectral_convergence.clone()
+        let mut total = terms.spectral_convergence.clone()
             + terms.log_magnitude.clone()
             + terms.mel.clone()
             + terms.waveform.clone().mul_scalar(WAVEFORM_WEIGHT)
-            + terms.phase.clone().mul_scalar(options.phase_weight)
             + pass.commitment.clone().mul_scalar(quantizer_weight);
+        if let Some(phase) = &terms.phase {
+            total = total + phase.clone().mul_scalar(options.phase_weight);
+        }
         let lr = learning_rate(options.learning_rate, step, options.steps);
         let mut gradients = total.backward();
         let grads = GradientsParams::from_module(&mut gradients, &model);
@@ -483,7 +486,7 @@ pub fn train<B: AutodiffBackend>(
                 log_magnitude: scalar(terms.log_magnitude),
                 mel: scalar(terms.mel),
                 waveform: scalar(terms.waveform),
-                phase: scalar(terms.phase),
+                phase: terms.phase.map(scalar),
                 commitment: scalar(pass.commitment),
                 stages,
                 learning_rate: lr,
