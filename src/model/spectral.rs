@@ -63,18 +63,12 @@ impl<B: Backend> SpectralEncoder<B> {
 
     /// Log magnitudes of `windows` `[rows, len]` through `basis` `[len, 2 bins]`.
     fn log_magnitude(windows: Tensor<B, 2>, basis: &Tensor<B, 2>) -> Tensor<B, 2> {
-        power_spectrum(windows, basis).sqrt().add_scalar(FLOOR).log()
+        power(windows.matmul(basis.clone())).sqrt().add_scalar(FLOOR).log()
     }
 }
 
-/// Power spectra `[rows, bins]` of `windows` `[rows, len]` through an [`analysis_basis`]
-/// `[len, 2 bins]`. Also the training losses' STFT.
-pub(crate) fn power_spectrum<B: Backend>(windows: Tensor<B, 2>, basis: &Tensor<B, 2>) -> Tensor<B, 2> {
-    power(windows.matmul(basis.clone()))
-}
-
 /// `[rows, bins]` squared magnitudes of complex spectra `[rows, 2 bins]` (real parts, then
-/// imaginary parts).
+/// imaginary parts), as an [`analysis_basis`] gives them. Also the training losses' STFT.
 pub(crate) fn power<B: Backend>(spectrum: Tensor<B, 2>) -> Tensor<B, 2> {
     let [rows, columns] = spectrum.dims();
     let bins = columns / 2;

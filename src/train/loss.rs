@@ -1,6 +1,7 @@
 //! Reconstruction losses: multi-resolution STFT (spectral convergence + log magnitude),
-//! log-mel L1, waveform L1, and a phase-derivative loss. The STFT is framing plus a matrix product with a fixed
-//! windowed DFT basis, so it is differentiable on every burn backend (burn 0.21 has no FFT).
+//! log-mel L1, waveform L1, and a phase-derivative loss. The STFT is framing plus a matrix
+//! product with a fixed windowed DFT basis, so it is differentiable on every burn backend
+//! (burn 0.21 has no FFT).
 
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 
