@@ -7,6 +7,8 @@
 use burn::module::{Module, Param};
 use burn::tensor::{Distribution, Tensor, backend::Backend};
 
+use super::matmul::matmul;
+
 /// A layer that can run over a signal in consecutive pieces.
 ///
 /// Offline use is the same call with a fresh state and the whole signal, so the two paths
@@ -130,7 +132,7 @@ impl<B: Backend> Streaming<B> for CausalConv1d<B> {
             Tensor::cat((0..blocks).map(|j| grouped.clone().narrow(1, j, frames)).collect(), 2)
         };
         let rows = taps.reshape([batch * frames, self.kernel * channels]);
-        let out = rows.matmul(self.weight.val()) + self.bias.val().unsqueeze::<2>();
+        let out = matmul(rows, self.weight.val()) + self.bias.val().unsqueeze::<2>();
         let cout = self.bias.dims()[0];
         out.reshape([batch, frames, cout])
     }

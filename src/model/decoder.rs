@@ -11,6 +11,7 @@ use burn::tensor::{Tensor, TensorData, backend::Backend};
 
 use super::config::ModelConfig;
 use super::conv::{CausalConv1d, ConvState, DepthwiseConv1d, Streaming, previous_frames};
+use super::matmul::{linear, matmul};
 
 /// Log-magnitudes are clamped here before `exp`, so an untrained head cannot overflow.
 const MAX_LOG_MAGNITUDE: f64 = 6.0;
@@ -47,7 +48,7 @@ impl<B: Backend> Streaming<B> for ConvNextBlock<B> {
 
     fn step(&self, input: Tensor<B, 3>, state: &mut Self::State) -> Tensor<B, 3> {
         let x = self.depthwise.step(input.clone(), state);
-        let x = self.project.forward(relu(self.expand.forward(self.norm.forward(x))));
+        let x = linear(&self.project, relu(linear(&self.expand, self.norm.forward(x))));
         input + x * self.scale.val().unsqueeze::<3>()
     }
 }
@@ -144,7 +145,7 @@ impl<B: Backend> Streaming<B> for Decoder<B> {
             x = block.step(x, block_state);
         }
         let [batch, frames, _] = x.dims();
-        let spectrum = self.head.forward(self.norm.forward(x));
+        let spectrum = linear(&self.head, self.norm.forward(x));
         let bins = spectrum.dims()[2] / 2;
         let mut magnitude = spectrum.clone().narrow(2, 0, bins).clamp_max(MAX_LOG_MAGNITUDE).exp();
         let mut phase = spectrum.narrow(2, bins, bins);
@@ -161,7 +162,7 @@ impl<B: Backend> Streaming<B> for Decoder<B> {
         let real = magnitude.clone() * phase.clone().cos();
         let imaginary = magnitude * phase.sin();
         let rows = Tensor::cat(vec![real, imaginary], 2).reshape([batch * frames, 2 * bins]);
-        let windows = rows.matmul(self.synthesis.clone()).reshape([batch, frames, 2 * self.hop]);
+        let windows = matmul(rows, self.synthesis.clone()).reshape([batch, frames, 2 * self.hop]);
         let heads = windows.clone().narrow(2, 0, self.hop);
         let tails = windows.narrow(2, self.hop, self.hop);
         let previous = previous_frames(tails, &mut state.overlap);

@@ -4,6 +4,7 @@ use burn::module::{Module, Param};
 use burn::tensor::{Distribution, Int, Tensor, backend::Backend};
 
 use super::config::ModelConfig;
+use super::matmul::matmul;
 
 /// `stages` codebooks of `size` entries of `dim` values each, stored as one tensor
 /// `[stages, size, dim]`.
@@ -105,7 +106,7 @@ impl<B: Backend> QuantizerTables<B> {
         let mut residual = latents.reshape([rows, dim]);
         let mut codes = Vec::with_capacity(stages);
         for stage in 0..stages {
-            let scores = residual.clone().matmul(self.scaled_transposed[stage].clone()) + self.norms[stage].clone();
+            let scores = matmul(residual.clone(), self.scaled_transposed[stage].clone()) + self.norms[stage].clone();
             let index = scores.argmin(1).reshape([rows]);
             residual = residual - self.codebooks[stage].clone().select(0, index.clone());
             codes.push(index.reshape([rows, 1]));
