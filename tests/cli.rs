@@ -285,9 +285,12 @@ fn bad_arguments_fail_cleanly() {
     let out = tokenwave(&["encode", "samples/speech_cs.wav", &out_path, "--model", &bogus]);
     assert_clean_failure(&out, "not a safetensors file", &dir, &["bogus.safetensors"]);
     let run = path(&dir, "run");
-    for (flag, value, message) in
-        [("--loss-floor", "2", "--loss-floor must be"), ("--phase-loss", "-1", "--phase-loss must be")]
-    {
+    for (flag, value, message) in [
+        ("--loss-floor", "2", "--loss-floor must be"),
+        ("--phase-loss", "-1", "--phase-loss must be"),
+        ("--workers", "0", "--workers must be between 1 and --batch (8)"),
+        ("--workers", "9", "--workers must be between 1 and --batch (8)"),
+    ] {
         let out = tokenwave(&["train", "--data", "samples", "--out", &run, flag, value]);
         assert_clean_failure(&out, message, &dir, &["bogus.safetensors"]);
     }

@@ -136,13 +136,17 @@ fn the_comparison_designs_train_checkpoint_resume_and_are_refused_for_coding() {
 /// Trains (or with `resume` continues) the run at `run` up to `steps`, and checks that the
 /// checkpoint got there.
 fn train_to(data: &str, run: &Path, config: &Path, steps: u64, resume: bool) {
+    train_to_with(data, run, config, steps, resume, &[]);
+}
+
+fn train_to_with(data: &str, run: &Path, config: &Path, steps: u64, resume: bool, extra: &[&str]) {
     let mut cmd = Command::new(BIN);
     cmd.args(["train", "--data", data, "--out"]).arg(run).arg("--config").arg(config);
     cmd.args(["--batch", "2", "--crop-ms", "800", "--steps", &steps.to_string(), "-q"]).stdin(Stdio::null());
     if resume {
         cmd.arg("--resume");
     }
-    let out = cmd.output().unwrap();
+    let out = cmd.args(extra).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(checkpoint_step(run), Some(steps));
 }
@@ -155,6 +159,17 @@ fn comparison_design_round_trip(field: &str, part: &str) {
     let config = dir.path().join("design.json");
     fs::write(&config, TINY.replace(r#""max_stages":2"#, &format!(r#""max_stages":2,{field}"#))).unwrap();
     let run = dir.path().join("run");
+    let refused = Command::new(BIN)
+        .args(["train", "--data", &data, "--out"])
+        .arg(&run)
+        .arg("--config")
+        .arg(&config)
+        .args(["--batch", "2", "--workers", "2", "-q"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("train with one worker"), "{stderr}");
+    assert!(!run.join("cache").exists(), "a refused run must not build its corpus");
     train_to(&data, &run, &config, 3, false);
     assert!(run.join(format!("checkpoint/{part}.mpk")).exists(), "{part}");
     train_to(&data, &run, &config, 5, true);
@@ -180,7 +195,8 @@ fn the_spectral_encoder_trains_resumes_and_codes_files() {
     fs::write(&config, TINY.replace(r#""max_stages":2"#, spectral)).unwrap();
     let run = dir.path().join("run");
     train_to(&data, &run, &config, 3, false);
-    train_to(&data, &run, &config, 5, true);
+    // The batch split over two workers, resumed from a one-worker checkpoint.
+    train_to_with(&data, &run, &config, 5, true, &["--workers", "2"]);
     let model = run.join("model.safetensors");
     let tkw = dir.path().join("x.tkw");
     let wav = dir.path().join("x.wav");

@@ -54,12 +54,22 @@ pub struct TrainArgs {
     /// Minutes between checkpoints.
     #[arg(long, default_value_t = 5.0)]
     checkpoint_minutes: f64,
+    /// Split every batch over this many one-thread workers (CPU only); the usual choice is
+    /// one per core, with --threads 1 left to the rest of the step.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    workers: usize,
 }
 
 pub fn run(args: &TrainArgs, global: &Global) -> Result<()> {
     let config = super::read_config(args.config.as_deref())?;
     if args.batch == 0 || args.crop_ms == 0 {
         bail!("--batch and --crop-ms must be positive");
+    }
+    if args.workers == 0 || args.workers > args.batch {
+        bail!("--workers must be between 1 and --batch ({}), got {}", args.batch, args.workers);
+    }
+    if args.workers > 1 && matches!(global.device, DeviceKind::Cuda) {
+        bail!("--workers splits batches over CPU threads; on --device cuda leave it at 1");
     }
     if !(args.loss_floor > 0.0 && args.loss_floor < 1.0) {
         bail!("--loss-floor must be between 0 and 1 (exclusive), got {}", args.loss_floor);
@@ -81,6 +91,7 @@ pub fn run(args: &TrainArgs, global: &Global) -> Result<()> {
         phase_weight: args.phase_loss,
         seed: args.seed,
         checkpoint_minutes: args.checkpoint_minutes,
+        workers: args.workers,
     };
     match global.device {
         DeviceKind::Cpu => run_on::<Autodiff<tokenwave::CpuBackend>>(&options, global, Default::default()),

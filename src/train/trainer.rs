@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use burn::grad_clipping::GradientClippingConfig;
-use burn::module::{AutodiffModule, Param};
+use burn::module::{AutodiffModule, Module, ModuleMapper, Param};
 use burn::optim::adaptor::OptimizerAdaptor;
-use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer};
+use burn::optim::{AdamW, AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 use rand::rngs::StdRng;
@@ -21,7 +21,7 @@ use serde::Serialize;
 use super::checkpoint::{self, TrainState};
 use super::data::{Corpus, Loader};
 use super::factorized::{FactorizedRvq, Usage};
-use super::loss::{DEFAULT_FLOOR, SpectralLoss};
+use super::loss::{DEFAULT_FLOOR, Losses, SpectralLoss};
 use super::transposed::TransposedDecoder;
 use super::vq::{EmaCodebooks, StageStats};
 use crate::error::{Error, Result};
@@ -89,6 +89,9 @@ pub struct TrainOptions {
     pub seed: u64,
     /// Minutes between checkpoints.
     pub checkpoint_minutes: f64,
+    /// One-thread workers that each train on a share of every batch (CPU only; 1: the
+    /// whole batch on the calling thread and its thread pool).
+    pub workers: usize,
 }
 
 /// One line of training metrics.
@@ -200,13 +203,13 @@ fn forward_factorized<B: Backend>(
     }
 }
 
+/// The forward pass with the EMA codebooks, which must all be initialised
+/// ([`initialise_codebooks`]).
 fn forward<B: Backend>(
     model: &Model<B>,
     transposed: Option<&TransposedDecoder<B>>,
     audio: Tensor<B, 3>,
     stages: usize,
-    ema: &mut EmaCodebooks,
-    rng: &mut StdRng,
 ) -> Forward<B> {
     let [batch, len, _] = audio.dims();
     let device = audio.device();
@@ -218,9 +221,6 @@ fn forward<B: Backend>(
     let (mut codes, mut residuals) = (Vec::new(), Vec::new());
     for stage in 0..stages {
         let residual_data = residual.clone().into_data().into_vec::<f32>().expect("float residual");
-        if !ema.is_initialised(stage) {
-            ema.initialise(stage, &residual_data, rng);
-        }
         let codebook = model.rvq.codebook(stage).detach();
         let index = Rvq::nearest(&codebook, &residual);
         let chosen = codebook.select(0, index.clone());
@@ -234,6 +234,35 @@ fn forward<B: Backend>(
     let straight_through = flat.clone() + (quantized - flat).detach();
     let decoded = decode(model, transposed, straight_through.reshape([batch, frames, dim]));
     Forward { reconstruction: decoded.reshape([batch, len]), commitment, codes, residuals }
+}
+
+/// Initialises the EMA codebooks of a new run from the residuals of `audio` `[batch, len]`
+/// at every stage, each stage quantized with its new codewords before the next is drawn.
+fn initialise_codebooks<B: AutodiffBackend>(
+    model: &mut Model<B>,
+    ema: &mut EmaCodebooks,
+    audio: &[f32],
+    [batch, len]: [usize; 2],
+    (config, device): (&ModelConfig, &B::Device),
+    rng: &mut StdRng,
+) {
+    if (0..config.max_stages).all(|stage| ema.is_initialised(stage)) {
+        return;
+    }
+    let encoder = model.valid().encoder;
+    let audio = Tensor::<B::InnerBackend, 3>::from_data(TensorData::new(audio.to_vec(), [batch, len, 1]), device);
+    let latents = encoder.step(audio, &mut encoder.init_state(batch, device));
+    let [_, frames, dim] = latents.dims();
+    let mut residual = latents.reshape([batch * frames, dim]);
+    for stage in 0..config.max_stages {
+        if !ema.is_initialised(stage) {
+            ema.initialise(stage, &residual.clone().into_data().into_vec::<f32>().expect("float residual"), rng);
+            apply_codebooks(model, ema, config, device);
+        }
+        let codebook = model.rvq.codebook(stage).inner();
+        let index = Rvq::nearest(&codebook, &residual);
+        residual = residual - codebook.select(0, index);
+    }
 }
 
 /// Writes `ema`'s codewords into the model.
@@ -290,6 +319,149 @@ fn scalar<B: Backend>(t: Tensor<B, 1>) -> f32 {
     t.into_scalar().elem_f32()
 }
 
+/// The weighted sum that training minimises.
+fn total_loss<B: Backend>(
+    terms: &Losses<B>,
+    commitment: &Tensor<B, 1>,
+    quantizer_weight: f64,
+    phase_weight: f64,
+) -> Tensor<B, 1> {
+    let mut total = terms.spectral_convergence.clone()
+        + terms.log_magnitude.clone()
+        + terms.mel.clone()
+        + terms.waveform.clone().mul_scalar(WAVEFORM_WEIGHT)
+        + commitment.clone().mul_scalar(quantizer_weight);
+    if let Some(phase) = &terms.phase {
+        total = total + phase.clone().mul_scalar(phase_weight);
+    }
+    total
+}
+
+/// A batch's loss terms as numbers, for the metrics log.
+#[derive(Default)]
+struct LossFigures {
+    total: f32,
+    spectral_convergence: f32,
+    log_magnitude: f32,
+    mel: f32,
+    waveform: f32,
+    phase: Option<f32>,
+    commitment: f32,
+}
+
+impl LossFigures {
+    fn of<B: Backend>(terms: &Losses<B>, commitment: &Tensor<B, 1>, total: &Tensor<B, 1>) -> Self {
+        Self {
+            total: scalar(total.clone()),
+            spectral_convergence: scalar(terms.spectral_convergence.clone()),
+            log_magnitude: scalar(terms.log_magnitude.clone()),
+            mel: scalar(terms.mel.clone()),
+            waveform: scalar(terms.waveform.clone()),
+            phase: terms.phase.clone().map(scalar),
+            commitment: scalar(commitment.clone()),
+        }
+    }
+
+    /// Adds `share` of `other`: a shard's figures weighted by its part of the batch.
+    fn add(&mut self, other: &Self, share: f32) {
+        self.total += share * other.total;
+        self.spectral_convergence += share * other.spectral_convergence;
+        self.log_magnitude += share * other.log_magnitude;
+        self.mel += share * other.mel;
+        self.waveform += share * other.waveform;
+        self.phase = other.phase.map(|p| self.phase.unwrap_or(0.0) + share * p);
+        self.commitment += share * other.commitment;
+    }
+}
+
+/// What every shard of a batch shares.
+#[derive(Clone, Copy)]
+struct Shape {
+    crops: usize,
+    crop: usize,
+    stages: usize,
+    phase_weight: f64,
+}
+
+/// One worker's part of a step: gradients of its share of the batch loss, and what the EMA
+/// codebooks and the metrics need.
+struct ShardResult {
+    grads: GradientsParams,
+    share: f32,
+    figures: LossFigures,
+    codes: Vec<Vec<i64>>,
+    residuals: Vec<Vec<f32>>,
+}
+
+/// Forward and backward pass of the model over `crops` of the batch's crops (`samples`),
+/// the loss scaled by their share of the batch so that shard gradients add up to the
+/// batch's.
+fn train_shard<B: AutodiffBackend>(
+    model: &Model<B>,
+    loss: &SpectralLoss<B>,
+    samples: &[f32],
+    crops: usize,
+    shape: Shape,
+    device: &B::Device,
+) -> ShardResult {
+    let audio = Tensor::<B, 3>::from_data(TensorData::new(samples.to_vec(), [crops, shape.crop, 1]), device);
+    let target = audio.clone().reshape([crops, shape.crop]);
+    let pass = forward(model, None, audio, shape.stages);
+    let terms = loss.losses(pass.reconstruction, target);
+    let total = total_loss(&terms, &pass.commitment, COMMITMENT_WEIGHT, shape.phase_weight);
+    let figures = LossFigures::of(&terms, &pass.commitment, &total);
+    let share = crops as f32 / shape.crops as f32;
+    let mut gradients = total.mul_scalar(share).backward();
+    let grads = GradientsParams::from_module(&mut gradients, model);
+    ShardResult { grads, share, figures, codes: pass.codes, residuals: pass.residuals }
+}
+
+/// Trains on a batch split over `workers`, one one-thread pool each, in parallel; with no
+/// workers, the whole batch on this thread. Each worker differentiates its own copy of the
+/// model: shared parameters would join the workers' autodiff graphs into one, whose
+/// backward passes run one at a time. The copies keep the parameter ids, so their gradients
+/// add up onto the model. They copy the values too: copies made with `from_inner`, which
+/// share the buffers, got no gradients at all when differentiated on another thread
+/// (measured with burn 0.21; the test below would catch it).
+fn run_shards<B: AutodiffBackend>(
+    model: &Model<B>,
+    workers: &[rayon::ThreadPool],
+    loss: &SpectralLoss<B>,
+    samples: &[f32],
+    shape: Shape,
+    device: &B::Device,
+) -> Vec<ShardResult> {
+    if workers.len() <= 1 {
+        return vec![train_shard(model, loss, samples, shape.crops, shape, device)];
+    }
+    let copies: Vec<Model<B>> = (0..workers.len()).map(|_| model.clone().map(&mut FreshLeaves { device })).collect();
+    let per_crop = samples.len() / shape.crops;
+    let mut pieces = Vec::with_capacity(workers.len());
+    let mut at = 0;
+    for worker in 0..workers.len() {
+        let crops = (shape.crops * (worker + 1)) / workers.len() - (shape.crops * worker) / workers.len();
+        pieces.push((at, crops));
+        at += crops;
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = workers
+            .iter()
+            .zip(pieces)
+            .zip(&copies)
+            .filter(|((_, (_, crops)), _)| *crops > 0)
+            .map(|((pool, (first, crops)), copy)| {
+                scope.spawn(move || {
+                    pool.install(|| {
+                        let samples = &samples[first * per_crop..(first + crops) * per_crop];
+                        train_shard(copy, loss, samples, crops, shape, device)
+                    })
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+    })
+}
+
 /// Runs (or resumes) training until `options.steps` or until `stop` is set; returns the last
 /// step done. Checkpoints go to `out/checkpoint`, inference weights to `out/model.safetensors`.
 pub fn train<B: AutodiffBackend>(
@@ -318,6 +490,12 @@ pub fn train<B: AutodiffBackend>(
     };
     let config = state.config.clone();
     config.validate().map_err(Error::InvalidArgument)?;
+    if options.workers > 1 && (config.codebook_dim > 0 || config.transposed_decoder) {
+        return Err(Error::InvalidArgument(
+            "the comparison designs (transposed decoder, low-dimensional codebooks) train with one worker; drop --workers"
+                .into(),
+        ));
+    }
 
     let (train_corpus, validation_corpus) =
         Corpus::load_or_build(&options.data, &out.join("cache"), config.sample_rate)?;
@@ -391,6 +569,7 @@ pub fn train<B: AutodiffBackend>(
         transposed = Some(checkpoint::load_part(dir, TRANSPOSED, decoder, optimizer, &device)?);
     }
 
+    let workers = worker_pools(options.workers)?;
     let corpus = Arc::new(train_corpus);
     let loader = Loader::start(corpus, state.seed, state.step, options.batch, crop);
     let started = Instant::now();
@@ -428,51 +607,70 @@ pub fn train<B: AutodiffBackend>(
         let mut rng = StdRng::seed_from_u64(state.seed ^ step.wrapping_mul(0xD1B5_4A32_D192_ED03));
         let stages =
             if rng.random::<f32>() < 0.5 { config.max_stages } else { rng.random_range(1..=config.max_stages) };
-        let audio = Tensor::<B, 3>::from_data(TensorData::new(loader.next(), [options.batch, crop, 1]), &device);
-        let target = audio.clone().reshape([options.batch, crop]);
-        let (pass, quantizer_weight) = match &factorized {
-            Some((quantizer, _, _)) => {
-                (forward_factorized(&model, transposed_decoder(&transposed), quantizer, audio, stages), 1.0)
-            }
-            None => {
-                let pass = forward(&model, transposed_decoder(&transposed), audio, stages, &mut ema, &mut rng);
-                (pass, COMMITMENT_WEIGHT)
-            }
-        };
-        let terms = loss.losses(pass.reconstruction, target);
-        let mut total = terms.spectral_convergence.clone()
-            + terms.log_magnitude.clone()
-            + terms.mel.clone()
-            + terms.waveform.clone().mul_scalar(WAVEFORM_WEIGHT)
-            + pass.commitment.clone().mul_scalar(quantizer_weight);
-        if let Some(phase) = &terms.phase {
-            total = total + phase.clone().mul_scalar(options.phase_weight);
-        }
+        let samples = loader.next();
         let lr = learning_rate(options.learning_rate, step, options.steps);
-        let mut gradients = total.backward();
-        let grads = GradientsParams::from_module(&mut gradients, &model);
-        model = optimizer.step(lr, model, grads);
-        if let Some((decoder, mut decoder_optimizer)) = transposed.take() {
-            let grads = GradientsParams::from_module(&mut gradients, &decoder);
-            transposed = Some((decoder_optimizer.step(lr, decoder, grads), decoder_optimizer));
+        if factorized.is_none() {
+            initialise_codebooks(&mut model, &mut ema, &samples, [options.batch, crop], (&config, &device), &mut rng);
         }
-        match factorized.take() {
-            Some((quantizer, mut quantizer_optimizer, mut usage)) => {
-                let grads = GradientsParams::from_module(&mut gradients, &quantizer);
-                let quantizer = quantizer_optimizer.step(lr, quantizer, grads);
-                for (stage, codes) in pass.codes.iter().enumerate() {
-                    usage.record(stage, codes, step + 1);
+        let figures = if factorized.is_none() && transposed.is_none() {
+            let shape = Shape { crops: options.batch, crop, stages, phase_weight: options.phase_weight };
+            let shards = run_shards(&model, &workers, &loss, &samples, shape, &device);
+            let mut accumulator = GradientsAccumulator::<Model<B>>::new();
+            let mut figures = LossFigures::default();
+            let (mut codes, mut residuals) = (vec![Vec::new(); stages], vec![Vec::new(); stages]);
+            for shard in shards {
+                accumulator.accumulate(&model, shard.grads);
+                figures.add(&shard.figures, shard.share);
+                for stage in 0..stages {
+                    codes[stage].extend_from_slice(&shard.codes[stage]);
+                    residuals[stage].extend_from_slice(&shard.residuals[stage]);
                 }
-                let (quantizer, _) = quantizer.restart_dead(&mut usage, &pass.residuals, step + 1, &mut rng);
-                factorized = Some((quantizer, quantizer_optimizer, usage));
             }
-            None => {
-                for (stage, (codes, residuals)) in pass.codes.iter().zip(&pass.residuals).enumerate() {
-                    ema.update(stage, codes, residuals, step, state.seed);
+            model = optimizer.step(lr, model, accumulator.grads());
+            for (stage, (codes, residuals)) in codes.iter().zip(&residuals).enumerate() {
+                ema.update(stage, codes, residuals, step, state.seed);
+            }
+            apply_codebooks(&mut model, &ema, &config, &device);
+            figures
+        } else {
+            // The comparison designs train on one worker.
+            let audio = Tensor::<B, 3>::from_data(TensorData::new(samples, [options.batch, crop, 1]), &device);
+            let target = audio.clone().reshape([options.batch, crop]);
+            let (pass, quantizer_weight) = match &factorized {
+                Some((quantizer, _, _)) => {
+                    (forward_factorized(&model, transposed_decoder(&transposed), quantizer, audio, stages), 1.0)
                 }
-                apply_codebooks(&mut model, &ema, &config, &device);
+                None => (forward(&model, transposed_decoder(&transposed), audio, stages), COMMITMENT_WEIGHT),
+            };
+            let terms = loss.losses(pass.reconstruction, target);
+            let total = total_loss(&terms, &pass.commitment, quantizer_weight, options.phase_weight);
+            let figures = LossFigures::of(&terms, &pass.commitment, &total);
+            let mut gradients = total.backward();
+            let grads = GradientsParams::from_module(&mut gradients, &model);
+            model = optimizer.step(lr, model, grads);
+            if let Some((decoder, mut decoder_optimizer)) = transposed.take() {
+                let grads = GradientsParams::from_module(&mut gradients, &decoder);
+                transposed = Some((decoder_optimizer.step(lr, decoder, grads), decoder_optimizer));
             }
-        }
+            match factorized.take() {
+                Some((quantizer, mut quantizer_optimizer, mut usage)) => {
+                    let grads = GradientsParams::from_module(&mut gradients, &quantizer);
+                    let quantizer = quantizer_optimizer.step(lr, quantizer, grads);
+                    for (stage, codes) in pass.codes.iter().enumerate() {
+                        usage.record(stage, codes, step + 1);
+                    }
+                    let (quantizer, _) = quantizer.restart_dead(&mut usage, &pass.residuals, step + 1, &mut rng);
+                    factorized = Some((quantizer, quantizer_optimizer, usage));
+                }
+                None => {
+                    for (stage, (codes, residuals)) in pass.codes.iter().zip(&pass.residuals).enumerate() {
+                        ema.update(stage, codes, residuals, step, state.seed);
+                    }
+                    apply_codebooks(&mut model, &ema, &config, &device);
+                }
+            }
+            figures
+        };
         step += 1;
 
         if step % LOG_EVERY == 0 || step == options.steps || last_log.elapsed() >= LOG_AT_LEAST_EVERY {
@@ -481,13 +679,13 @@ pub fn train<B: AutodiffBackend>(
                 (step - state.step) as f64 * (options.batch * crop) as f64 / f64::from(config.sample_rate);
             let log = StepLog {
                 step,
-                loss: scalar(total),
-                spectral_convergence: scalar(terms.spectral_convergence),
-                log_magnitude: scalar(terms.log_magnitude),
-                mel: scalar(terms.mel),
-                waveform: scalar(terms.waveform),
-                phase: terms.phase.map(scalar),
-                commitment: scalar(pass.commitment),
+                loss: figures.total,
+                spectral_convergence: figures.spectral_convergence,
+                log_magnitude: figures.log_magnitude,
+                mel: figures.mel,
+                waveform: figures.waveform,
+                phase: figures.phase,
+                commitment: figures.commitment,
                 stages,
                 learning_rate: lr,
                 audio_seconds_per_second: trained_seconds / started.elapsed().as_secs_f64(),
@@ -530,6 +728,35 @@ pub fn train<B: AutodiffBackend>(
     Ok(step)
 }
 
+/// Gives every parameter a copy of its values as a new autodiff leaf, keeping its id.
+struct FreshLeaves<'a, B: Backend> {
+    device: &'a B::Device,
+}
+
+impl<B: AutodiffBackend> ModuleMapper<B> for FreshLeaves<'_, B> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (id, tensor, mapper) = param.consume();
+        let copy = Tensor::from_data(tensor.into_data(), self.device).require_grad();
+        Param::from_mapped_value(id, copy, mapper)
+    }
+}
+
+/// `count` one-thread pools for [`run_shards`]; none for a single worker.
+fn worker_pools(count: usize) -> Result<Vec<rayon::ThreadPool>> {
+    if count <= 1 {
+        return Ok(Vec::new());
+    }
+    (0..count)
+        .map(|worker| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .thread_name(move |_| format!("train-worker-{worker}"))
+                .build()
+                .map_err(|e| Error::InvalidArgument(format!("cannot start training worker {worker}: {e}")))
+        })
+        .collect()
+}
+
 /// Writes the inference weights of the run to `out/model.safetensors` (atomically).
 fn export<B: Backend>(out: &Path, model: &Model<B>, config: &ModelConfig) -> Result<()> {
     let temp = out.join("model.safetensors.partial");
@@ -545,4 +772,80 @@ fn lcm(a: usize, b: usize) -> usize {
         x
     };
     a / gcd(a, b) * b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, Flex};
+    use burn::module::{Module, ModuleVisitor};
+
+    type B = Autodiff<Flex>;
+
+    /// Counts the parameters whose gradients in `a` and `b` differ (or exist in one only).
+    struct CompareGradients<'a> {
+        a: &'a GradientsParams,
+        b: &'a GradientsParams,
+        compared: usize,
+        worst: f32,
+        missing: usize,
+    }
+
+    impl ModuleVisitor<B> for CompareGradients<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            let a = self.a.get::<Flex, D>(param.id);
+            let b = self.b.get::<Flex, D>(param.id);
+            match (a, b) {
+                (Some(a), Some(b)) => {
+                    let scale = a.clone().abs().max().into_scalar().max(1e-12);
+                    let difference = (a - b).abs().max().into_scalar() / scale;
+                    self.worst = self.worst.max(difference);
+                    self.compared += 1;
+                }
+                (None, None) => {}
+                _ => self.missing += 1,
+            }
+        }
+    }
+
+    #[test]
+    fn gradients_of_shards_add_up_to_the_whole_batchs() {
+        let config: ModelConfig = serde_json::from_str(
+            r#"{"sample_rate":16000,"encoder_channels":4,"strides":[2,4,5,8],"residual_dilations":[1],
+            "latent_dim":16,"codebook_size":32,"max_stages":2,"decoder":{"dim":32,"hidden":64,"blocks":1,"kernel":3},
+            "spectral_encoder":{"dim":32,"hidden":64,"blocks":1,"kernel":3}}"#,
+        )
+        .unwrap();
+        let device = Default::default();
+        B::seed(&device, 7);
+        let mut model = Model::<B>::new(&config, &device);
+        let loss = SpectralLoss::<B>::new(config.sample_rate, DEFAULT_FLOOR, &device);
+        let crop = lcm(config.hop(), loss.length_multiple()) * 2;
+        let crops = 5;
+        let samples: Vec<f32> = (0..crops * crop).map(|i| ((i * 7919 % 1009) as f32 / 1009.0 - 0.5) * 0.6).collect();
+        let mut ema = EmaCodebooks::new(config.max_stages, config.codebook_size, config.latent_dim);
+        let mut rng = StdRng::seed_from_u64(3);
+        initialise_codebooks(&mut model, &mut ema, &samples, [crops, crop], (&config, &device), &mut rng);
+        let shape = Shape { crops, crop, stages: 2, phase_weight: 0.0 };
+
+        let sum_of = |shards: Vec<ShardResult>| {
+            let mut accumulator = GradientsAccumulator::<Model<B>>::new();
+            let mut codes = Vec::new();
+            for shard in shards {
+                accumulator.accumulate(&model, shard.grads);
+                codes.extend(shard.codes[1].iter().copied());
+            }
+            (accumulator.grads(), codes)
+        };
+        let (whole, whole_codes) = sum_of(run_shards(&model, &[], &loss, &samples, shape, &device));
+        let pools = worker_pools(2).unwrap();
+        let (sharded, sharded_codes) = sum_of(run_shards(&model, &pools, &loss, &samples, shape, &device));
+
+        assert_eq!(whole_codes, sharded_codes, "the shards must choose the whole batch's codes, in order");
+        let mut compare = CompareGradients { a: &whole, b: &sharded, compared: 0, worst: 0.0, missing: 0 };
+        model.visit(&mut compare);
+        assert_eq!(compare.missing, 0, "a parameter got gradients from one path only");
+        assert!(compare.compared > 10, "only {} parameters had gradients", compare.compared);
+        assert!(compare.worst < 1e-4, "sharded gradients differ from the whole batch's by {}", compare.worst);
+    }
 }
