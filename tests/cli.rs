@@ -288,6 +288,7 @@ fn bad_arguments_fail_cleanly() {
     for (flag, value, message) in [
         ("--loss-floor", "2", "--loss-floor must be"),
         ("--phase-loss", "-1", "--phase-loss must be"),
+        ("--stoi-loss", "-1", "--stoi-loss must be"),
         ("--workers", "0", "--workers must be between 1 and --batch (8)"),
         ("--workers", "9", "--workers must be between 1 and --batch (8)"),
     ] {

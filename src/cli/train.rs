@@ -48,6 +48,10 @@ pub struct TrainArgs {
     /// the input's); 0 turns it off.
     #[arg(long, default_value_t = 0.0, value_name = "W", allow_negative_numbers = true)]
     phase_loss: f64,
+    /// Weight of the intelligibility loss (1 − STOI-style correlation of one-third-octave
+    /// band envelopes over 384 ms segments); 0 turns it off.
+    #[arg(long, default_value_t = 0.0, value_name = "W", allow_negative_numbers = true)]
+    stoi_loss: f64,
     /// Seed of a new run.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -77,6 +81,9 @@ pub fn run(args: &TrainArgs, global: &Global) -> Result<()> {
     if !(args.phase_loss >= 0.0 && args.phase_loss.is_finite()) {
         bail!("--phase-loss must be a finite weight of 0 or more, got {}", args.phase_loss);
     }
+    if !(args.stoi_loss >= 0.0 && args.stoi_loss.is_finite()) {
+        bail!("--stoi-loss must be a finite weight of 0 or more, got {}", args.stoi_loss);
+    }
     let options = TrainOptions {
         data: args.data.clone(),
         out: args.out.clone(),
@@ -89,6 +96,7 @@ pub fn run(args: &TrainArgs, global: &Global) -> Result<()> {
         learning_rate: args.lr,
         loss_floor: args.loss_floor,
         phase_weight: args.phase_loss,
+        intelligibility_weight: args.stoi_loss,
         seed: args.seed,
         checkpoint_minutes: args.checkpoint_minutes,
         workers: args.workers,
@@ -135,7 +143,8 @@ where
                     log.log_magnitude,
                     log.mel,
                     log.waveform,
-                    log.phase.map(|p| format!(" phase {p:.3}")).unwrap_or_default(),
+                    log.phase.map(|p| format!(" phase {p:.3}")).unwrap_or_default()
+                        + &log.intelligibility.map(|i| format!(" stoi {i:.3}")).unwrap_or_default(),
                     log.commitment,
                     log.stages,
                     worst * 100.0,

@@ -1,5 +1,6 @@
 //! Reconstruction losses: multi-resolution STFT (spectral convergence + log magnitude),
-//! log-mel L1, waveform L1, and a phase-derivative loss. The STFT is framing plus a matrix
+//! log-mel L1, waveform L1, a phase-derivative loss and an intelligibility (STOI-like)
+//! loss. The STFT is framing plus a matrix
 //! product with a fixed windowed DFT basis, so it is differentiable on every burn backend
 //! (burn 0.21 has no FFT).
 
@@ -37,6 +38,13 @@ pub struct Losses<B: Backend> {
     /// add up coherently; it needs no phase wrapping. Computed only by a loss built
     /// [`SpectralLoss::with_phase`].
     pub phase: Option<Tensor<B, 1>>,
+    /// Intelligibility loss: 1 − the mean correlation between the target's and the
+    /// prediction's one-third-octave band envelopes over 384 ms segments, after STOI's
+    /// normalisation and clipping, on voiced segments. STOI's own construction, made
+    /// differentiable: it sees the envelope ripple that incoherent frames leave at a framing
+    /// other than the decoder's. Computed only by a loss built
+    /// [`SpectralLoss::with_intelligibility`].
+    pub intelligibility: Option<Tensor<B, 1>>,
 }
 
 /// The spectral losses at a fixed set of resolutions.
@@ -44,6 +52,9 @@ pub struct SpectralLoss<B: Backend> {
     resolutions: Vec<Resolution<B>>,
     floor: f64,
     phase: bool,
+    /// `[bins, bands]` one-third-octave bands on the [`INTELLIGIBILITY_FFT`] resolution.
+    bands: Option<Tensor<B, 2>>,
+    sample_rate: u32,
 }
 
 impl<B: Backend> SpectralLoss<B> {
@@ -58,12 +69,18 @@ impl<B: Backend> SpectralLoss<B> {
                 mel: (n_fft == 1024).then(|| mel_filters(n_fft, sample_rate, 64, device)),
             })
             .collect();
-        Self { resolutions, floor, phase: false }
+        Self { resolutions, floor, phase: false, bands: None, sample_rate }
     }
 
     /// Also computes the phase-derivative term ([`Losses::phase`]).
     pub fn with_phase(self) -> Self {
         Self { phase: true, ..self }
+    }
+
+    /// Also computes the intelligibility term ([`Losses::intelligibility`]).
+    pub fn with_intelligibility(self) -> Self {
+        let device = self.resolutions[0].basis.device();
+        Self { bands: Some(third_octave_bands(INTELLIGIBILITY_FFT, self.sample_rate, &device)), ..self }
     }
 
     /// Signal lengths must be multiples of this.
@@ -90,6 +107,7 @@ impl<B: Backend> SpectralLoss<B> {
         let mut log_mag = Tensor::zeros([1], &device);
         let mut mel = Tensor::zeros([1], &device);
         let mut phase = self.phase.then(|| Tensor::zeros([1], &device));
+        let mut intelligibility = None;
         let floor_squared = self.floor * self.floor;
         for res in &self.resolutions {
             let (ps, frames) = Self::spectrum(res, predicted.clone());
@@ -99,8 +117,20 @@ impl<B: Backend> SpectralLoss<B> {
                 let shape = [batch, frames, 2 * bins];
                 *sum = sum.clone() + phase_derivative_loss(ps.clone().reshape(shape), ts.clone().reshape(shape));
             }
-            let p = power(ps).add_scalar(floor_squared).sqrt();
-            let t = power(ts).add_scalar(floor_squared).sqrt();
+            let (p_power, t_power) = (power(ps), power(ts));
+            if let Some(bands) = self.bands.as_ref().filter(|_| res.n_fft == INTELLIGIBILITY_FFT) {
+                let shape = [batch, frames, bins];
+                let hop = res.n_fft / 4;
+                let term = intelligibility_loss(
+                    p_power.clone().reshape(shape),
+                    t_power.clone().reshape(shape),
+                    bands,
+                    (SEGMENT_SECONDS * self.sample_rate as f64 / hop as f64).round() as usize,
+                );
+                intelligibility = Some(term);
+            }
+            let p = p_power.add_scalar(floor_squared).sqrt();
+            let t = t_power.add_scalar(floor_squared).sqrt();
             let diff = t.clone() - p.clone();
             let numerator = (diff.clone() * diff).sum().sqrt();
             let denominator = (t.clone() * t.clone()).sum().add_scalar(DEFAULT_FLOOR).sqrt();
@@ -118,6 +148,7 @@ impl<B: Backend> SpectralLoss<B> {
             mel,
             waveform: (predicted - target).abs().mean(),
             phase: phase.map(|sum| sum.div_scalar(self.resolutions.len() as f64)),
+            intelligibility,
         }
     }
 }
@@ -156,6 +187,70 @@ fn phase_derivative_loss<B: Backend>(predicted: Tensor<B, 3>, target: Tensor<B, 
         ((dr.clone() * dr + di.clone() * di) * weight).mean()
     };
     mismatch(1, frames) + mismatch(2, bins)
+}
+
+/// STFT resolution of the intelligibility loss: a 32 ms window, 8 ms hop at 16 kHz (STOI:
+/// 25.6 ms, 12.8 ms at 10 kHz).
+const INTELLIGIBILITY_FFT: usize = 512;
+/// STOI's segment: 30 frames of 12.8 ms.
+const SEGMENT_SECONDS: f64 = 0.384;
+/// Segments start this many frames apart (STOI: every frame); 4 costs a quarter as much.
+const SEGMENT_STRIDE: usize = 4;
+/// STOI's clipping: the scaled prediction may exceed the target by at most −15 dB of it.
+const CLIP_FACTOR: f64 = 1.0 + 5.623_413_251_903_491; // 1 + 10^(15/20)
+/// Frames this far below the crop's loudest (in power) count as silent, as in STOI.
+const SILENCE_POWER_RATIO: f64 = 1e-4;
+const ENVELOPE_EPSILON: f64 = 1e-10;
+
+/// STOI's 15 one-third-octave bands from 150 Hz as a 0/1 matrix `[n_fft / 2 + 1, 15]`:
+/// band `i` spans the bins nearest to 150 Hz · 2^((2i ± 1) / 6).
+fn third_octave_bands<B: Backend>(n_fft: usize, sample_rate: u32, device: &B::Device) -> Tensor<B, 2> {
+    const BANDS: usize = 15;
+    let bins = n_fft / 2 + 1;
+    let nearest = |hz: f64| ((hz * n_fft as f64 / f64::from(sample_rate)).round() as usize).min(bins - 1);
+    let mut matrix = vec![0f32; bins * BANDS];
+    for band in 0..BANDS {
+        let k = band as f64;
+        let (low, high) =
+            (nearest(150.0 * 2f64.powf((2.0 * k - 1.0) / 6.0)), nearest(150.0 * 2f64.powf((2.0 * k + 1.0) / 6.0)));
+        for bin in low..high.max(low + 1) {
+            matrix[bin * BANDS + band] = 1.0;
+        }
+    }
+    Tensor::from_data(TensorData::new(matrix, [bins, BANDS]), device)
+}
+
+/// The [`Losses::intelligibility`] term for squared magnitudes `[batch, frames, bins]`.
+fn intelligibility_loss<B: Backend>(
+    predicted: Tensor<B, 3>,
+    target: Tensor<B, 3>,
+    bands: &Tensor<B, 2>,
+    segment: usize,
+) -> Tensor<B, 1> {
+    let frames = target.dims()[1];
+    if frames < segment {
+        return Tensor::zeros([1], &target.device());
+    }
+    let envelope = |power: Tensor<B, 3>| power.matmul(bands.clone().unsqueeze()).add_scalar(ENVELOPE_EPSILON).sqrt();
+    let (x, y) = (envelope(target.clone()), envelope(predicted));
+    let starts: Vec<usize> = (0..=frames - segment).step_by(SEGMENT_STRIDE).collect();
+    let segments = |e: Tensor<B, 3>| -> Tensor<B, 4> {
+        Tensor::stack(starts.iter().map(|&s| e.clone().narrow(1, s, segment)).collect(), 1)
+    };
+    let (x, y) = (segments(x), segments(y));
+    let norm = |t: Tensor<B, 4>| (t.clone() * t).sum_dim(2).add_scalar(ENVELOPE_EPSILON).sqrt();
+    let scaled = y.clone() * (norm(x.clone()) / norm(y));
+    let clipped = scaled.min_pair(x.clone().mul_scalar(CLIP_FACTOR));
+    let centred = |t: Tensor<B, 4>| t.clone() - t.mean_dim(2);
+    let (xc, yc) = (centred(x), centred(clipped));
+    let correlation = (xc.clone() * yc.clone()).sum_dim(2) / (norm(xc) * norm(yc));
+    // Voiced share of each segment: frames within 40 dB of the crop's loudest.
+    let energy = target.sum_dim(2);
+    let loudest = energy.clone().max_dim(1);
+    let threshold = loudest.mul_scalar(SILENCE_POWER_RATIO).repeat_dim(1, frames);
+    let weight = segments(energy.greater_equal(threshold).float()).mean_dim(2);
+    let cells = weight.clone().sum().mul_scalar(bands.dims()[1] as f64).add_scalar(ENVELOPE_EPSILON);
+    ((correlation * weight).sum() / cells).neg().add_scalar(1.0)
 }
 
 /// The mel filterbank of [`crate::eval::mel_filterbank`] as a tensor, `[bins, mels]`.
@@ -210,6 +305,44 @@ mod tests {
         let jumps = [0.0, 2.1, 4.4, 0.7, 3.3, 5.9, 1.6, 4.9, 2.8, 0.2, 3.9, 5.2, 1.1, 4.1, 2.5, 5.6];
         let jumpy = loss.losses(signal(tone_with_phases(&jumps)), steady).phase.unwrap().into_scalar();
         assert!(jumpy > 0.3, "{jumpy}");
+    }
+
+    /// Harmonics of 200 Hz under a syllable-rate envelope that starts at `delay` seconds,
+    /// with the phase of every harmonic restarted at random every `restart` samples (0: never).
+    fn syllables(delay: f32, restart: usize) -> Vec<f32> {
+        (0..16_384usize)
+            .map(|i| {
+                let t = i as f32 / 16_000.0;
+                let envelope = (2.0 * std::f32::consts::PI * 4.0 * (t - delay)).sin().max(0.0);
+                let jump = i.checked_div(restart).map_or(0.0, |block| (block * 7919 % 628) as f32 / 100.0);
+                (1..8)
+                    .map(|h| (2.0 * std::f32::consts::PI * 200.0 * h as f32 * t + jump * h as f32).sin() / h as f32)
+                    .sum::<f32>()
+                    * envelope
+                    * 0.2
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_intelligibility_loss_follows_band_envelopes() {
+        let device = Default::default();
+        let loss = SpectralLoss::<Flex>::new(16_000, DEFAULT_FLOOR, &device).with_intelligibility();
+        let signal = |x: Vec<f32>| Tensor::<Flex, 2>::from_data(TensorData::new(x, [1, 16_384]), &device);
+        let clean = signal(syllables(0.0, 0));
+        let term = |other: Vec<f32>| loss.losses(signal(other), clean.clone()).intelligibility.unwrap().into_scalar();
+        let same = term(syllables(0.0, 0));
+        // Half the loudness: STOI normalises it away.
+        let quieter = term(syllables(0.0, 0).iter().map(|v| v * 0.5).collect());
+        // Incoherent frames: the harmonics restarted every 320 samples, as a decoder with
+        // inconsistent phase makes them; the envelope ripples.
+        let incoherent = term(syllables(0.0, 320));
+        // Syllables in the gaps of the clean ones (clipping keeps them from correlating
+        // negatively, as in STOI).
+        let shifted = term(syllables(0.125, 0));
+        assert!(same < 1e-3 && quieter < 1e-3, "identical envelopes: {same}, {quieter}");
+        assert!(incoherent > 0.1, "incoherent frames: {incoherent}");
+        assert!(shifted > 0.5, "envelopes out of step: {shifted}");
     }
 
     #[test]

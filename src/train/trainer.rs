@@ -85,6 +85,8 @@ pub struct TrainOptions {
     pub loss_floor: f64,
     /// Weight of the phase-derivative loss in the total (0: not computed).
     pub phase_weight: f64,
+    /// Weight of the intelligibility loss in the total (0: not computed).
+    pub intelligibility_weight: f64,
     /// Seed for a new run.
     pub seed: u64,
     /// Minutes between checkpoints.
@@ -111,6 +113,8 @@ pub struct StepLog {
     pub waveform: f32,
     /// Phase-derivative loss (mean over resolutions), when trained on.
     pub phase: Option<f32>,
+    /// Intelligibility loss, when trained on.
+    pub intelligibility: Option<f32>,
     /// Commitment loss.
     pub commitment: f32,
     /// Stages used in this batch (quantizer dropout).
@@ -324,7 +328,7 @@ fn total_loss<B: Backend>(
     terms: &Losses<B>,
     commitment: &Tensor<B, 1>,
     quantizer_weight: f64,
-    phase_weight: f64,
+    weights: OptionalWeights,
 ) -> Tensor<B, 1> {
     let mut total = terms.spectral_convergence.clone()
         + terms.log_magnitude.clone()
@@ -332,9 +336,19 @@ fn total_loss<B: Backend>(
         + terms.waveform.clone().mul_scalar(WAVEFORM_WEIGHT)
         + commitment.clone().mul_scalar(quantizer_weight);
     if let Some(phase) = &terms.phase {
-        total = total + phase.clone().mul_scalar(phase_weight);
+        total = total + phase.clone().mul_scalar(weights.phase);
+    }
+    if let Some(intelligibility) = &terms.intelligibility {
+        total = total + intelligibility.clone().mul_scalar(weights.intelligibility);
     }
     total
+}
+
+/// Weights of the optional loss terms.
+#[derive(Clone, Copy)]
+struct OptionalWeights {
+    phase: f64,
+    intelligibility: f64,
 }
 
 /// A batch's loss terms as numbers, for the metrics log.
@@ -346,6 +360,7 @@ struct LossFigures {
     mel: f32,
     waveform: f32,
     phase: Option<f32>,
+    intelligibility: Option<f32>,
     commitment: f32,
 }
 
@@ -358,6 +373,7 @@ impl LossFigures {
             mel: scalar(terms.mel.clone()),
             waveform: scalar(terms.waveform.clone()),
             phase: terms.phase.clone().map(scalar),
+            intelligibility: terms.intelligibility.clone().map(scalar),
             commitment: scalar(commitment.clone()),
         }
     }
@@ -370,6 +386,7 @@ impl LossFigures {
         self.mel += share * other.mel;
         self.waveform += share * other.waveform;
         self.phase = other.phase.map(|p| self.phase.unwrap_or(0.0) + share * p);
+        self.intelligibility = other.intelligibility.map(|i| self.intelligibility.unwrap_or(0.0) + share * i);
         self.commitment += share * other.commitment;
     }
 }
@@ -380,7 +397,7 @@ struct Shape {
     crops: usize,
     crop: usize,
     stages: usize,
-    phase_weight: f64,
+    weights: OptionalWeights,
 }
 
 /// One worker's part of a step: gradients of its share of the batch loss, and what the EMA
@@ -408,7 +425,7 @@ fn train_shard<B: AutodiffBackend>(
     let target = audio.clone().reshape([crops, shape.crop]);
     let pass = forward(model, None, audio, shape.stages);
     let terms = loss.losses(pass.reconstruction, target);
-    let total = total_loss(&terms, &pass.commitment, COMMITMENT_WEIGHT, shape.phase_weight);
+    let total = total_loss(&terms, &pass.commitment, COMMITMENT_WEIGHT, shape.weights);
     let figures = LossFigures::of(&terms, &pass.commitment, &total);
     let share = crops as f32 / shape.crops as f32;
     let mut gradients = total.mul_scalar(share).backward();
@@ -511,6 +528,9 @@ pub fn train<B: AutodiffBackend>(
 
     let loss = SpectralLoss::<B>::new(config.sample_rate, options.loss_floor, &device);
     let loss = if options.phase_weight > 0.0 { loss.with_phase() } else { loss };
+    let loss = if options.intelligibility_weight > 0.0 { loss.with_intelligibility() } else { loss };
+    let optional_weights =
+        OptionalWeights { phase: options.phase_weight, intelligibility: options.intelligibility_weight };
     let valid_loss = SpectralLoss::<B::InnerBackend>::new(config.sample_rate, DEFAULT_FLOOR, &device);
     let multiple = lcm(config.hop(), loss.length_multiple());
     let crop = options.crop.div_ceil(multiple).max(1) * multiple;
@@ -613,7 +633,7 @@ pub fn train<B: AutodiffBackend>(
             initialise_codebooks(&mut model, &mut ema, &samples, [options.batch, crop], (&config, &device), &mut rng);
         }
         let figures = if factorized.is_none() && transposed.is_none() {
-            let shape = Shape { crops: options.batch, crop, stages, phase_weight: options.phase_weight };
+            let shape = Shape { crops: options.batch, crop, stages, weights: optional_weights };
             let shards = run_shards(&model, &workers, &loss, &samples, shape, &device);
             let mut accumulator = GradientsAccumulator::<Model<B>>::new();
             let mut figures = LossFigures::default();
@@ -643,7 +663,7 @@ pub fn train<B: AutodiffBackend>(
                 None => (forward(&model, transposed_decoder(&transposed), audio, stages), COMMITMENT_WEIGHT),
             };
             let terms = loss.losses(pass.reconstruction, target);
-            let total = total_loss(&terms, &pass.commitment, quantizer_weight, options.phase_weight);
+            let total = total_loss(&terms, &pass.commitment, quantizer_weight, optional_weights);
             let figures = LossFigures::of(&terms, &pass.commitment, &total);
             let mut gradients = total.backward();
             let grads = GradientsParams::from_module(&mut gradients, &model);
@@ -685,6 +705,7 @@ pub fn train<B: AutodiffBackend>(
                 mel: figures.mel,
                 waveform: figures.waveform,
                 phase: figures.phase,
+                intelligibility: figures.intelligibility,
                 commitment: figures.commitment,
                 stages,
                 learning_rate: lr,
@@ -826,7 +847,7 @@ mod tests {
         let mut ema = EmaCodebooks::new(config.max_stages, config.codebook_size, config.latent_dim);
         let mut rng = StdRng::seed_from_u64(3);
         initialise_codebooks(&mut model, &mut ema, &samples, [crops, crop], (&config, &device), &mut rng);
-        let shape = Shape { crops, crop, stages: 2, phase_weight: 0.0 };
+        let shape = Shape { crops, crop, stages: 2, weights: OptionalWeights { phase: 0.0, intelligibility: 0.0 } };
 
         let sum_of = |shards: Vec<ShardResult>| {
             let mut accumulator = GradientsAccumulator::<Model<B>>::new();
