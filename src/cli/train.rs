@@ -58,10 +58,10 @@ pub struct TrainArgs {
     /// Minutes between checkpoints.
     #[arg(long, default_value_t = 5.0)]
     checkpoint_minutes: f64,
-    /// Split every batch over this many one-thread workers (CPU only); the usual choice is
-    /// one per core, with --threads 1 left to the rest of the step.
-    #[arg(long, default_value_t = 1, value_name = "N")]
-    workers: usize,
+    /// Split every batch over this many one-thread workers, whose gradients are summed
+    /// (CPU only) [default: one per --threads, else per core, at most --batch; 1 on cuda].
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
 }
 
 pub fn run(args: &TrainArgs, global: &Global) -> Result<()> {
@@ -69,12 +69,20 @@ pub fn run(args: &TrainArgs, global: &Global) -> Result<()> {
     if args.batch == 0 || args.crop_ms == 0 {
         bail!("--batch and --crop-ms must be positive");
     }
-    if args.workers == 0 || args.workers > args.batch {
-        bail!("--workers must be between 1 and --batch ({}), got {}", args.batch, args.workers);
-    }
-    if args.workers > 1 && matches!(global.device, DeviceKind::Cuda) {
-        bail!("--workers splits batches over CPU threads; on --device cuda leave it at 1");
-    }
+    let workers = match (args.workers, global.device) {
+        (Some(workers), _) if workers == 0 || workers > args.batch => {
+            bail!("--workers must be between 1 and --batch ({}), got {workers}", args.batch)
+        }
+        (Some(workers), DeviceKind::Cuda) if workers > 1 => {
+            bail!("--workers splits batches over CPU threads; on --device cuda leave it at 1")
+        }
+        (Some(workers), _) => workers,
+        (None, DeviceKind::Cuda) => 1,
+        (None, DeviceKind::Cpu) => {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            global.threads.unwrap_or(cores).min(args.batch)
+        }
+    };
     if !(args.loss_floor > 0.0 && args.loss_floor < 1.0) {
         bail!("--loss-floor must be between 0 and 1 (exclusive), got {}", args.loss_floor);
     }
@@ -99,7 +107,7 @@ pub fn run(args: &TrainArgs, global: &Global) -> Result<()> {
         intelligibility_weight: args.stoi_loss,
         seed: args.seed,
         checkpoint_minutes: args.checkpoint_minutes,
-        workers: args.workers,
+        workers,
     };
     match global.device {
         DeviceKind::Cpu => run_on::<Autodiff<tokenwave::CpuBackend>>(&options, global, Default::default()),
@@ -166,6 +174,9 @@ where
             eprintln!("validation at step {}: log-mel L1 {}", log.step, figures.join(", "));
         }
         Event::Checkpoint { step } if !quiet => eprintln!("checkpoint at step {step}"),
+        Event::OneWorker => eprintln!(
+            "warning: the comparison designs (transposed decoder, low-dimensional codebooks) train on one worker; --workers ignored"
+        ),
         _ => {}
     };
     let last = train::<B>(options, device, &INTERRUPTED, &mut report)?;

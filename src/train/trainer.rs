@@ -92,7 +92,8 @@ pub struct TrainOptions {
     /// Minutes between checkpoints.
     pub checkpoint_minutes: f64,
     /// One-thread workers that each train on a share of every batch (CPU only; 1: the
-    /// whole batch on the calling thread and its thread pool).
+    /// whole batch on the calling thread and its thread pool). The comparison designs
+    /// always train on one ([`Event::OneWorker`]).
     pub workers: usize,
 }
 
@@ -146,6 +147,8 @@ pub enum Event<'a> {
     Validation(&'a ValidationLog),
     /// A checkpoint was written.
     Checkpoint { step: u64 },
+    /// More than one worker was asked for a comparison design, which trains on one.
+    OneWorker,
 }
 
 fn learning_rate(peak: f64, step: u64, total: u64) -> f64 {
@@ -507,11 +510,9 @@ pub fn train<B: AutodiffBackend>(
     };
     let config = state.config.clone();
     config.validate().map_err(Error::InvalidArgument)?;
-    if options.workers > 1 && (config.codebook_dim > 0 || config.transposed_decoder) {
-        return Err(Error::InvalidArgument(
-            "the comparison designs (transposed decoder, low-dimensional codebooks) train with one worker; drop --workers"
-                .into(),
-        ));
+    let comparison_design = config.codebook_dim > 0 || config.transposed_decoder;
+    if options.workers > 1 && comparison_design {
+        report(Event::OneWorker);
     }
 
     let (train_corpus, validation_corpus) =
@@ -589,7 +590,7 @@ pub fn train<B: AutodiffBackend>(
         transposed = Some(checkpoint::load_part(dir, TRANSPOSED, decoder, optimizer, &device)?);
     }
 
-    let workers = worker_pools(options.workers)?;
+    let workers = worker_pools(if comparison_design { 1 } else { options.workers })?;
     let corpus = Arc::new(train_corpus);
     let loader = Loader::start(corpus, state.seed, state.step, options.batch, crop);
     let started = Instant::now();
