@@ -401,6 +401,8 @@ struct Shape {
     crop: usize,
     stages: usize,
     weights: OptionalWeights,
+    /// Whether the step is logged: reading the loss terms back waits for the device.
+    log: bool,
 }
 
 /// One worker's part of a step: gradients of its share of the batch loss, and what the EMA
@@ -408,7 +410,7 @@ struct Shape {
 struct ShardResult {
     grads: GradientsParams,
     share: f32,
-    figures: LossFigures,
+    figures: Option<LossFigures>,
     codes: Vec<Vec<i64>>,
     residuals: Vec<Vec<f32>>,
 }
@@ -429,7 +431,7 @@ fn train_shard<B: AutodiffBackend>(
     let pass = forward(model, None, audio, shape.stages);
     let terms = loss.losses(pass.reconstruction, target);
     let total = total_loss(&terms, &pass.commitment, COMMITMENT_WEIGHT, shape.weights);
-    let figures = LossFigures::of(&terms, &pass.commitment, &total);
+    let figures = shape.log.then(|| LossFigures::of(&terms, &pass.commitment, &total));
     let share = crops as f32 / shape.crops as f32;
     let mut gradients = total.mul_scalar(share).backward();
     let grads = GradientsParams::from_module(&mut gradients, model);
@@ -630,18 +632,21 @@ pub fn train<B: AutodiffBackend>(
             if rng.random::<f32>() < 0.5 { config.max_stages } else { rng.random_range(1..=config.max_stages) };
         let samples = loader.next();
         let lr = learning_rate(options.learning_rate, step, options.steps);
+        let log = (step + 1) % LOG_EVERY == 0 || step + 1 == options.steps || last_log.elapsed() >= LOG_AT_LEAST_EVERY;
         if factorized.is_none() {
             initialise_codebooks(&mut model, &mut ema, &samples, [options.batch, crop], (&config, &device), &mut rng);
         }
         let figures = if factorized.is_none() && transposed.is_none() {
-            let shape = Shape { crops: options.batch, crop, stages, weights: optional_weights };
+            let shape = Shape { crops: options.batch, crop, stages, weights: optional_weights, log };
             let shards = run_shards(&model, &workers, &loss, &samples, shape, &device);
             let mut accumulator = GradientsAccumulator::<Model<B>>::new();
-            let mut figures = LossFigures::default();
+            let mut figures = log.then(LossFigures::default);
             let (mut codes, mut residuals) = (vec![Vec::new(); stages], vec![Vec::new(); stages]);
             for shard in shards {
                 accumulator.accumulate(&model, shard.grads);
-                figures.add(&shard.figures, shard.share);
+                if let (Some(sum), Some(shard_figures)) = (&mut figures, &shard.figures) {
+                    sum.add(shard_figures, shard.share);
+                }
                 for stage in 0..stages {
                     codes[stage].extend_from_slice(&shard.codes[stage]);
                     residuals[stage].extend_from_slice(&shard.residuals[stage]);
@@ -665,7 +670,7 @@ pub fn train<B: AutodiffBackend>(
             };
             let terms = loss.losses(pass.reconstruction, target);
             let total = total_loss(&terms, &pass.commitment, quantizer_weight, optional_weights);
-            let figures = LossFigures::of(&terms, &pass.commitment, &total);
+            let figures = log.then(|| LossFigures::of(&terms, &pass.commitment, &total));
             let mut gradients = total.backward();
             let grads = GradientsParams::from_module(&mut gradients, &model);
             model = optimizer.step(lr, model, grads);
@@ -694,7 +699,7 @@ pub fn train<B: AutodiffBackend>(
         };
         step += 1;
 
-        if step % LOG_EVERY == 0 || step == options.steps || last_log.elapsed() >= LOG_AT_LEAST_EVERY {
+        if let Some(figures) = figures {
             last_log = Instant::now();
             let trained_seconds =
                 (step - state.step) as f64 * (options.batch * crop) as f64 / f64::from(config.sample_rate);
@@ -848,7 +853,8 @@ mod tests {
         let mut ema = EmaCodebooks::new(config.max_stages, config.codebook_size, config.latent_dim);
         let mut rng = StdRng::seed_from_u64(3);
         initialise_codebooks(&mut model, &mut ema, &samples, [crops, crop], (&config, &device), &mut rng);
-        let shape = Shape { crops, crop, stages: 2, weights: OptionalWeights { phase: 0.0, intelligibility: 0.0 } };
+        let weights = OptionalWeights { phase: 0.0, intelligibility: 0.0 };
+        let shape = Shape { crops, crop, stages: 2, weights, log: false };
 
         let sum_of = |shards: Vec<ShardResult>| {
             let mut accumulator = GradientsAccumulator::<Model<B>>::new();
