@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use realfft::{RealFftPlanner, RealToComplex};
 
+pub(crate) use stoi::third_octave_edges;
 pub use stoi::{STOI_RATE, stoi};
 
 /// Floor inside logarithms, as in the training loss.

@@ -128,19 +128,26 @@ fn remove_silent_frames(x: &[f64], y: &[f64]) -> (Vec<f64>, Vec<f64>) {
     (rebuild(x), rebuild(y))
 }
 
-/// One-third-octave band magnitudes `[frame][band]` from `[frame][bin]` magnitudes.
-fn third_octaves(spectrum: &[Vec<f64>]) -> Vec<Vec<f64>> {
-    let bins = NFFT / 2 + 1;
-    let freq = |k: usize| k as f64 * f64::from(STOI_RATE) / NFFT as f64;
+/// STOI's 15 one-third-octave bands from 150 Hz as bin ranges `lo..hi` of an `n_fft`-point
+/// spectrum at `rate`: band `i` spans the bins nearest to 150 Hz · 2^((2i ± 1) / 6).
+/// Also the training's intelligibility loss.
+pub(crate) fn third_octave_edges(n_fft: usize, rate: u32) -> Vec<(usize, usize)> {
+    let bins = n_fft / 2 + 1;
+    let freq = |k: usize| k as f64 * f64::from(rate) / n_fft as f64;
     let nearest = |hz: f64| (0..bins).min_by(|&a, &b| (freq(a) - hz).abs().total_cmp(&(freq(b) - hz).abs())).unwrap();
-    let edges: Vec<(usize, usize)> = (0..BANDS)
+    (0..BANDS)
         .map(|i| {
             let k = i as f64;
             let low = LOWEST_CENTRE * 2f64.powf((2.0 * k - 1.0) / 6.0);
             let high = LOWEST_CENTRE * 2f64.powf((2.0 * k + 1.0) / 6.0);
             (nearest(low), nearest(high))
         })
-        .collect();
+        .collect()
+}
+
+/// One-third-octave band magnitudes `[frame][band]` from `[frame][bin]` magnitudes.
+fn third_octaves(spectrum: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    let edges = third_octave_edges(NFFT, STOI_RATE);
     spectrum
         .iter()
         .map(|frame| edges.iter().map(|&(lo, hi)| frame[lo..hi].iter().map(|m| m * m).sum::<f64>().sqrt()).collect())

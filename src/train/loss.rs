@@ -1,8 +1,7 @@
 //! Reconstruction losses: multi-resolution STFT (spectral convergence + log magnitude),
 //! log-mel L1, waveform L1, a phase-derivative loss and an intelligibility (STOI-like)
-//! loss. The STFT is framing plus a matrix
-//! product with a fixed windowed DFT basis, so it is differentiable on every burn backend
-//! (burn 0.21 has no FFT).
+//! loss. The STFT is framing plus a matrix product with a fixed windowed DFT basis, so it
+//! is differentiable on every burn backend (burn 0.21 has no FFT).
 
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 
@@ -202,22 +201,18 @@ const CLIP_FACTOR: f64 = 1.0 + 5.623_413_251_903_491; // 1 + 10^(15/20)
 const SILENCE_POWER_RATIO: f64 = 1e-4;
 const ENVELOPE_EPSILON: f64 = 1e-10;
 
-/// STOI's 15 one-third-octave bands from 150 Hz as a 0/1 matrix `[n_fft / 2 + 1, 15]`:
-/// band `i` spans the bins nearest to 150 Hz · 2^((2i ± 1) / 6).
+/// [`crate::eval::third_octave_edges`] as a 0/1 matrix `[n_fft / 2 + 1, bands]`; a band
+/// narrower than a bin keeps its nearest one.
 fn third_octave_bands<B: Backend>(n_fft: usize, sample_rate: u32, device: &B::Device) -> Tensor<B, 2> {
-    const BANDS: usize = 15;
-    let bins = n_fft / 2 + 1;
-    let nearest = |hz: f64| ((hz * n_fft as f64 / f64::from(sample_rate)).round() as usize).min(bins - 1);
-    let mut matrix = vec![0f32; bins * BANDS];
-    for band in 0..BANDS {
-        let k = band as f64;
-        let (low, high) =
-            (nearest(150.0 * 2f64.powf((2.0 * k - 1.0) / 6.0)), nearest(150.0 * 2f64.powf((2.0 * k + 1.0) / 6.0)));
+    let edges = crate::eval::third_octave_edges(n_fft, sample_rate);
+    let (bins, bands) = (n_fft / 2 + 1, edges.len());
+    let mut matrix = vec![0f32; bins * bands];
+    for (band, &(low, high)) in edges.iter().enumerate() {
         for bin in low..high.max(low + 1) {
-            matrix[bin * BANDS + band] = 1.0;
+            matrix[bin * bands + band] = 1.0;
         }
     }
-    Tensor::from_data(TensorData::new(matrix, [bins, BANDS]), device)
+    Tensor::from_data(TensorData::new(matrix, [bins, bands]), device)
 }
 
 /// The [`Losses::intelligibility`] term for squared magnitudes `[batch, frames, bins]`.
