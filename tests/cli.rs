@@ -289,6 +289,8 @@ fn bad_arguments_fail_cleanly() {
         ("--loss-floor", "2", "--loss-floor must be"),
         ("--phase-loss", "-1", "--phase-loss must be"),
         ("--stoi-loss", "-1", "--stoi-loss must be"),
+        ("--adversarial", "-1", "--adversarial must be"),
+        ("--adversarial", "NaN", "--adversarial must be"),
         ("--workers", "0", "--workers must be between 1 and --batch (8)"),
         ("--workers", "9", "--workers must be between 1 and --batch (8)"),
     ] {

@@ -211,3 +211,55 @@ fn the_spectral_encoder_trains_resumes_and_codes_files() {
     let seconds = |r: &hound::WavReader<_>| r.duration() as f64 / f64::from(r.spec().sample_rate);
     assert!((seconds(&original) - seconds(&decoded)).abs() < 0.03, "{} vs {}", seconds(&original), seconds(&decoded));
 }
+
+#[test]
+fn an_adversarial_phase_starts_mid_run_and_resumes_with_its_critic() {
+    let dir = TempDir::new().unwrap();
+    let data = data(&dir);
+    let config = dir.path().join("tiny.json");
+    fs::write(&config, TINY).unwrap();
+    let run = dir.path().join("run");
+    train_to(&data, &run, &config, 3, false);
+    assert!(!run.join("checkpoint/critic.mpk").exists(), "no critic without --adversarial");
+
+    // The critic joins a running run, on two workers, and is checkpointed with it.
+    train_to_with(&data, &run, &config, 5, true, &["--adversarial", "0.5", "--workers", "2"]);
+    let critic = run.join("checkpoint/critic.mpk");
+    assert!(critic.exists());
+    let metrics = fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(metrics.lines().last().unwrap()).unwrap();
+    for field in ["adversarial", "feature_matching", "critic", "loss"] {
+        assert!(last[field].as_f64().is_some_and(f64::is_finite), "{field}: {last}");
+    }
+    assert!(run.join("model.safetensors").exists());
+
+    // Resuming reads the critic back: a damaged one is a clear error, not a silent restart.
+    train_to_with(&data, &run, &config, 6, true, &["--adversarial", "0.5", "--workers", "1"]);
+    let saved = fs::read(&critic).unwrap();
+    fs::write(&critic, &saved[..saved.len() / 2]).unwrap();
+    let out = Command::new(BIN)
+        .args(["train", "--data", &data, "--out"])
+        .arg(&run)
+        .args(["--batch", "2", "--steps", "8", "--resume", "--adversarial", "0.5", "-q"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("checkpoint"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert_eq!(checkpoint_step(&run), Some(6), "a failed resume leaves the checkpoint as it was");
+
+    // The comparison designs have no adversarial phase.
+    let transposed = dir.path().join("transposed.json");
+    fs::write(&transposed, TINY.replace(r#""max_stages":2"#, r#""max_stages":2,"transposed_decoder":true"#)).unwrap();
+    let out = Command::new(BIN)
+        .args(["train", "--data", &data, "--out"])
+        .arg(dir.path().join("other"))
+        .arg("--config")
+        .arg(&transposed)
+        .args(["--batch", "2", "--steps", "2", "--adversarial", "0.5", "-q"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("shipped design only"), "{stderr}");
+}

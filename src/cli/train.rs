@@ -52,6 +52,11 @@ pub struct TrainArgs {
     /// band envelopes over 384 ms segments); 0 turns it off.
     #[arg(long, default_value_t = 0.0, value_name = "W", allow_negative_numbers = true)]
     stoi_loss: f64,
+    /// Weight of the adversarial and feature-matching losses against a critic of complex
+    /// spectra trained alongside (asks for phase that is coherent, not the input's); 0: no
+    /// critic. Best started from a trained model (--init-from, or --resume).
+    #[arg(long, default_value_t = 0.0, value_name = "W", allow_negative_numbers = true)]
+    adversarial: f64,
     /// Seed of a new run.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -92,6 +97,9 @@ pub fn run(args: &TrainArgs, global: &Global) -> Result<()> {
     if !(args.stoi_loss >= 0.0 && args.stoi_loss.is_finite()) {
         bail!("--stoi-loss must be a finite weight of 0 or more, got {}", args.stoi_loss);
     }
+    if !(args.adversarial >= 0.0 && args.adversarial.is_finite()) {
+        bail!("--adversarial must be a finite weight of 0 or more, got {}", args.adversarial);
+    }
     let options = TrainOptions {
         data: args.data.clone(),
         out: args.out.clone(),
@@ -105,6 +113,7 @@ pub fn run(args: &TrainArgs, global: &Global) -> Result<()> {
         loss_floor: args.loss_floor,
         phase_weight: args.phase_loss,
         intelligibility_weight: args.stoi_loss,
+        adversarial_weight: args.adversarial,
         seed: args.seed,
         checkpoint_minutes: args.checkpoint_minutes,
         workers,
@@ -152,7 +161,10 @@ where
                     log.mel,
                     log.waveform,
                     log.phase.map(|p| format!(" phase {p:.3}")).unwrap_or_default()
-                        + &log.intelligibility.map(|i| format!(" stoi {i:.3}")).unwrap_or_default(),
+                        + &log.intelligibility.map(|i| format!(" stoi {i:.3}")).unwrap_or_default()
+                        + &log.adversarial.map(|a| format!(" adv {a:.3}")).unwrap_or_default()
+                        + &log.feature_matching.map(|f| format!(" fm {f:.3}")).unwrap_or_default()
+                        + &log.critic.map(|c| format!(" critic {c:.3}")).unwrap_or_default(),
                     log.commitment,
                     log.stages,
                     worst * 100.0,

@@ -111,6 +111,11 @@ pub fn save_part<B: AutodiffBackend, M: AutodiffModule<B>, O: Optimizer<M, B>>(
     recorder().record(optimizer.to_record(), dir.join(format!("{name}_optimizer"))).map_err(record_error)
 }
 
+/// Whether checkpoint directory `dir` holds a module `name` written by [`save_part`].
+pub fn has_part(dir: &Path, name: &str) -> bool {
+    dir.join(format!("{name}.mpk")).is_file()
+}
+
 /// Restores what [`save_part`] wrote.
 pub fn load_part<B: AutodiffBackend, M: AutodiffModule<B>, O: Optimizer<M, B>>(
     dir: &Path,

@@ -90,16 +90,34 @@ impl<B: Backend> SpectralLoss<B> {
     /// Complex spectra `[batch * frames, 2 * bins]` (real parts, then imaginary) of `signal`
     /// `[batch, len]`, and the frame count per signal.
     fn spectrum(res: &Resolution<B>, signal: Tensor<B, 2>) -> (Tensor<B, 2>, usize) {
-        let [batch, len] = signal.dims();
-        let hop = res.n_fft / 4;
-        let blocks = signal.reshape([batch, len / hop, hop]);
-        let frames = len / hop - 3;
-        let framed = Tensor::cat((0..4).map(|j| blocks.clone().narrow(1, j, frames)).collect(), 2);
-        (framed.reshape([batch * frames, res.n_fft]).matmul(res.basis.clone()), frames)
+        complex_spectrum(signal, &res.basis)
     }
 
     /// All loss terms between `predicted` and `target`, both `[batch, len]`.
     pub fn losses(&self, predicted: Tensor<B, 2>, target: Tensor<B, 2>) -> Losses<B> {
+        self.losses_and_spectra(predicted, target).0
+    }
+
+    /// STFT frame lengths, finest first.
+    pub(super) fn resolutions(&self) -> Vec<usize> {
+        self.resolutions.iter().map(|res| res.n_fft).collect()
+    }
+
+    /// Complex spectra of `signal` `[batch, len]` at each of [`Self::resolutions`], as
+    /// [`complex_spectrum`] gives them.
+    #[cfg(test)]
+    pub(super) fn spectra(&self, signal: Tensor<B, 2>) -> Vec<Tensor<B, 2>> {
+        self.resolutions.iter().map(|res| Self::spectrum(res, signal.clone()).0).collect()
+    }
+
+    /// [`Self::losses`], and the complex spectra of the prediction and of the target at
+    /// each resolution (for the adversarial critic, which judges the same spectra).
+    pub(super) fn losses_and_spectra(
+        &self,
+        predicted: Tensor<B, 2>,
+        target: Tensor<B, 2>,
+    ) -> (Losses<B>, Vec<Tensor<B, 2>>, Vec<Tensor<B, 2>>) {
+        let (mut predicted_spectra, mut target_spectra) = (Vec::new(), Vec::new());
         let device = predicted.device();
         let batch = predicted.dims()[0];
         let mut sc = Tensor::zeros([1], &device);
@@ -111,6 +129,8 @@ impl<B: Backend> SpectralLoss<B> {
         for res in &self.resolutions {
             let (ps, frames) = Self::spectrum(res, predicted.clone());
             let (ts, _) = Self::spectrum(res, target.clone());
+            predicted_spectra.push(ps.clone());
+            target_spectra.push(ts.clone());
             let bins = ps.dims()[1] / 2;
             if let Some(sum) = &mut phase {
                 let shape = [batch, frames, 2 * bins];
@@ -141,15 +161,29 @@ impl<B: Backend> SpectralLoss<B> {
                 mel = (tm - pm).abs().mean();
             }
         }
-        Losses {
+        let losses = Losses {
             spectral_convergence: sc,
             log_magnitude: log_mag,
             mel,
             waveform: (predicted - target).abs().mean(),
             phase: phase.map(|sum| sum.div_scalar(self.resolutions.len() as f64)),
             intelligibility,
-        }
+        };
+        (losses, predicted_spectra, target_spectra)
     }
+}
+
+/// Complex spectra `[batch * frames, 2 * bins]` (real parts, then imaginary) of `signal`
+/// `[batch, len]` at hop `n_fft / 4`, with `basis` from [`analysis_basis`] (`[n_fft, 2 *
+/// bins]`), and the frame count per signal; `len` must be a multiple of the hop.
+fn complex_spectrum<B: Backend>(signal: Tensor<B, 2>, basis: &Tensor<B, 2>) -> (Tensor<B, 2>, usize) {
+    let [batch, len] = signal.dims();
+    let n_fft = basis.dims()[0];
+    let hop = n_fft / 4;
+    let blocks = signal.reshape([batch, len / hop, hop]);
+    let frames = len / hop - 3;
+    let framed = Tensor::cat((0..4).map(|j| blocks.clone().narrow(1, j, frames)).collect(), 2);
+    (framed.reshape([batch * frames, n_fft]).matmul(basis.clone()), frames)
 }
 
 /// Squared magnitude below which a bin's phase counts as undefined (no division by zero).

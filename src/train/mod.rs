@@ -1,6 +1,7 @@
 //! Training the codec on a directory of audio (`tokenwave train`).
 
 mod checkpoint;
+mod critic;
 mod data;
 mod factorized;
 mod loss;

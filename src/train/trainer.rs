@@ -19,6 +19,7 @@ use rand::{RngExt, SeedableRng};
 use serde::Serialize;
 
 use super::checkpoint::{self, TrainState};
+use super::critic::{Critic, critic_loss, generator_losses};
 use super::data::{Corpus, Loader};
 use super::factorized::{FactorizedRvq, Usage};
 use super::loss::{DEFAULT_FLOOR, Losses, SpectralLoss};
@@ -48,6 +49,10 @@ fn transposed_decoder<B: AutodiffBackend>(state: &Option<TransposedState<B>>) ->
 
 /// File name of the transposed-conv decoder in a checkpoint.
 const TRANSPOSED: &str = "transposed";
+/// File name of the adversarial critic in a checkpoint.
+const CRITIC: &str = "critic";
+/// The critic of an adversarial run, and its optimizer.
+type CriticState<B> = (Critic<B>, OptimizerAdaptor<AdamW, Critic<B>, B>);
 /// File name of the low-dimensional quantizer in a checkpoint.
 const FACTORIZED: &str = "factorized";
 /// Steps between metric lines.
@@ -87,6 +92,9 @@ pub struct TrainOptions {
     pub phase_weight: f64,
     /// Weight of the intelligibility loss in the total (0: not computed).
     pub intelligibility_weight: f64,
+    /// Weight of the adversarial and feature-matching losses against a critic trained
+    /// alongside (0: no critic). Shipped design only.
+    pub adversarial_weight: f64,
     /// Seed for a new run.
     pub seed: u64,
     /// Minutes between checkpoints.
@@ -116,6 +124,13 @@ pub struct StepLog {
     pub phase: Option<f32>,
     /// Intelligibility loss, when trained on.
     pub intelligibility: Option<f32>,
+    /// Adversarial loss of the decoder (decoded audio's critic scores toward 1), when
+    /// trained on.
+    pub adversarial: Option<f32>,
+    /// Feature-matching loss against the critic's view of the originals, when trained on.
+    pub feature_matching: Option<f32>,
+    /// The critic's own loss, when one is trained.
+    pub critic: Option<f32>,
     /// Commitment loss.
     pub commitment: f32,
     /// Stages used in this batch (quantizer dropout).
@@ -352,6 +367,15 @@ fn total_loss<B: Backend>(
 struct OptionalWeights {
     phase: f64,
     intelligibility: f64,
+    adversarial: f64,
+}
+
+/// The adversarial terms of a batch as numbers.
+#[derive(Clone, Copy, Default)]
+struct AdversarialFigures {
+    adversarial: f32,
+    feature_matching: f32,
+    critic: f32,
 }
 
 /// A batch's loss terms as numbers, for the metrics log.
@@ -364,6 +388,7 @@ struct LossFigures {
     waveform: f32,
     phase: Option<f32>,
     intelligibility: Option<f32>,
+    adversarial: Option<AdversarialFigures>,
     commitment: f32,
 }
 
@@ -377,6 +402,7 @@ impl LossFigures {
             waveform: scalar(terms.waveform.clone()),
             phase: terms.phase.clone().map(scalar),
             intelligibility: terms.intelligibility.clone().map(scalar),
+            adversarial: None,
             commitment: scalar(commitment.clone()),
         }
     }
@@ -390,6 +416,14 @@ impl LossFigures {
         self.waveform += share * other.waveform;
         self.phase = other.phase.map(|p| self.phase.unwrap_or(0.0) + share * p);
         self.intelligibility = other.intelligibility.map(|i| self.intelligibility.unwrap_or(0.0) + share * i);
+        self.adversarial = other.adversarial.map(|o| {
+            let sum = self.adversarial.unwrap_or_default();
+            AdversarialFigures {
+                adversarial: sum.adversarial + share * o.adversarial,
+                feature_matching: sum.feature_matching + share * o.feature_matching,
+                critic: sum.critic + share * o.critic,
+            }
+        });
         self.commitment += share * other.commitment;
     }
 }
@@ -409,6 +443,8 @@ struct Shape {
 /// codebooks and the metrics need.
 struct ShardResult {
     grads: GradientsParams,
+    /// The critic's gradients, in an adversarial run.
+    critic_grads: Option<GradientsParams>,
     share: f32,
     figures: Option<LossFigures>,
     codes: Vec<Vec<i64>>,
@@ -417,9 +453,10 @@ struct ShardResult {
 
 /// Forward and backward pass of the model over `crops` of the batch's crops (`samples`),
 /// the loss scaled by their share of the batch so that shard gradients add up to the
-/// batch's.
+/// batch's. In an adversarial run the critic first scores originals and (detached) decoded
+/// audio for its own gradients, then scores the decoded audio again for the model's.
 fn train_shard<B: AutodiffBackend>(
-    model: &Model<B>,
+    (model, critic): (&Model<B>, Option<&Critic<B>>),
     loss: &SpectralLoss<B>,
     samples: &[f32],
     crops: usize,
@@ -429,13 +466,33 @@ fn train_shard<B: AutodiffBackend>(
     let audio = Tensor::<B, 3>::from_data(TensorData::new(samples.to_vec(), [crops, shape.crop, 1]), device);
     let target = audio.clone().reshape([crops, shape.crop]);
     let pass = forward(model, None, audio, shape.stages);
-    let terms = loss.losses(pass.reconstruction, target);
-    let total = total_loss(&terms, &pass.commitment, COMMITMENT_WEIGHT, shape.weights);
-    let figures = shape.log.then(|| LossFigures::of(&terms, &pass.commitment, &total));
+    let (terms, predicted_spectra, target_spectra) = loss.losses_and_spectra(pass.reconstruction, target);
+    let mut total = total_loss(&terms, &pass.commitment, COMMITMENT_WEIGHT, shape.weights);
     let share = crops as f32 / shape.crops as f32;
+    let mut critic_grads = None;
+    let mut adversarial_figures = None;
+    if let Some(critic) = critic {
+        let originals = critic.judge(&target_spectra, crops);
+        let detached: Vec<_> = predicted_spectra.iter().map(|s| s.clone().detach()).collect();
+        let decoded = critic.judge(&detached, crops);
+        let critic_total = critic_loss(&originals, &decoded);
+        let critic_figure = shape.log.then(|| scalar(critic_total.clone()));
+        let mut gradients = critic_total.mul_scalar(share).backward();
+        critic_grads = Some(GradientsParams::from_module(&mut gradients, critic));
+        let (adversarial, matching) = generator_losses(&critic.judge(&predicted_spectra, crops), &originals.detach());
+        adversarial_figures = critic_figure.map(|critic| AdversarialFigures {
+            adversarial: scalar(adversarial.clone()),
+            feature_matching: scalar(matching.clone()),
+            critic,
+        });
+        total = total + (adversarial + matching).mul_scalar(shape.weights.adversarial);
+    }
+    let figures = shape
+        .log
+        .then(|| LossFigures { adversarial: adversarial_figures, ..LossFigures::of(&terms, &pass.commitment, &total) });
     let mut gradients = total.mul_scalar(share).backward();
     let grads = GradientsParams::from_module(&mut gradients, model);
-    ShardResult { grads, share, figures, codes: pass.codes, residuals: pass.residuals }
+    ShardResult { grads, critic_grads, share, figures, codes: pass.codes, residuals: pass.residuals }
 }
 
 /// Trains on a batch split over `workers`, one one-thread pool each, in parallel; with no
@@ -446,7 +503,7 @@ fn train_shard<B: AutodiffBackend>(
 /// share the buffers, got no gradients at all when differentiated on another thread
 /// (measured with burn 0.21; the test below would catch it).
 fn run_shards<B: AutodiffBackend>(
-    model: &Model<B>,
+    (model, critic): (&Model<B>, Option<&Critic<B>>),
     workers: &[rayon::ThreadPool],
     loss: &SpectralLoss<B>,
     samples: &[f32],
@@ -454,9 +511,14 @@ fn run_shards<B: AutodiffBackend>(
     device: &B::Device,
 ) -> Vec<ShardResult> {
     if workers.len() <= 1 {
-        return vec![train_shard(model, loss, samples, shape.crops, shape, device)];
+        return vec![train_shard((model, critic), loss, samples, shape.crops, shape, device)];
     }
-    let copies: Vec<Model<B>> = (0..workers.len()).map(|_| model.clone().map(&mut FreshLeaves { device })).collect();
+    let copies: Vec<(Model<B>, Option<Critic<B>>)> = (0..workers.len())
+        .map(|_| {
+            let critic = critic.map(|critic| critic.clone().map(&mut FreshLeaves { device }));
+            (model.clone().map(&mut FreshLeaves { device }), critic)
+        })
+        .collect();
     let per_crop = samples.len() / shape.crops;
     let mut pieces = Vec::with_capacity(workers.len());
     let mut at = 0;
@@ -475,7 +537,7 @@ fn run_shards<B: AutodiffBackend>(
                 scope.spawn(move || {
                     pool.install(|| {
                         let samples = &samples[first * per_crop..(first + crops) * per_crop];
-                        train_shard(copy, loss, samples, crops, shape, device)
+                        train_shard((&copy.0, copy.1.as_ref()), loss, samples, crops, shape, device)
                     })
                 })
             })
@@ -516,6 +578,11 @@ pub fn train<B: AutodiffBackend>(
     if options.workers > 1 && comparison_design {
         report(Event::OneWorker);
     }
+    if options.adversarial_weight > 0.0 && comparison_design {
+        return Err(Error::InvalidArgument(
+            "adversarial training is for the shipped design only; drop --adversarial for a comparison run".into(),
+        ));
+    }
 
     let (train_corpus, validation_corpus) =
         Corpus::load_or_build(&options.data, &out.join("cache"), config.sample_rate)?;
@@ -532,8 +599,11 @@ pub fn train<B: AutodiffBackend>(
     let loss = SpectralLoss::<B>::new(config.sample_rate, options.loss_floor, &device);
     let loss = if options.phase_weight > 0.0 { loss.with_phase() } else { loss };
     let loss = if options.intelligibility_weight > 0.0 { loss.with_intelligibility() } else { loss };
-    let optional_weights =
-        OptionalWeights { phase: options.phase_weight, intelligibility: options.intelligibility_weight };
+    let optional_weights = OptionalWeights {
+        phase: options.phase_weight,
+        intelligibility: options.intelligibility_weight,
+        adversarial: options.adversarial_weight,
+    };
     let valid_loss = SpectralLoss::<B::InnerBackend>::new(config.sample_rate, DEFAULT_FLOOR, &device);
     let multiple = lcm(config.hop(), loss.length_multiple());
     let crop = options.crop.div_ceil(multiple).max(1) * multiple;
@@ -592,6 +662,22 @@ pub fn train<B: AutodiffBackend>(
         transposed = Some(checkpoint::load_part(dir, TRANSPOSED, decoder, optimizer, &device)?);
     }
 
+    // The critic of an adversarial run: from the checkpoint when it has one, else new (an
+    // adversarial phase may start in the middle of a run).
+    let mut critic: Option<CriticState<B>> = (options.adversarial_weight > 0.0).then(|| {
+        let optimizer: OptimizerAdaptor<AdamW, Critic<B>, B> = AdamWConfig::new()
+            .with_beta_1(0.8)
+            .with_beta_2(0.99)
+            .with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)))
+            .init();
+        (Critic::new(&loss.resolutions(), &device), optimizer)
+    });
+    if let Some(dir) = previous.as_ref().filter(|dir| checkpoint::has_part(dir, CRITIC))
+        && let Some((module, optimizer)) = critic.take()
+    {
+        critic = Some(checkpoint::load_part(dir, CRITIC, module, optimizer, &device)?);
+    }
+
     let workers = worker_pools(if comparison_design { 1 } else { options.workers })?;
     let corpus = Arc::new(train_corpus);
     let loader = Loader::start(corpus, state.seed, state.step, options.batch, crop);
@@ -607,8 +693,11 @@ pub fn train<B: AutodiffBackend>(
     let save = |model: &Model<B>,
                 optimizer: &OptimizerAdaptor<_, Model<B>, B>,
                 ema: &EmaCodebooks,
-                factorized: &Option<FactorizedState<B>>,
-                transposed: &Option<TransposedState<B>>,
+                (factorized, transposed, critic): (
+        &Option<FactorizedState<B>>,
+        &Option<TransposedState<B>>,
+        &Option<CriticState<B>>,
+    ),
                 step: u64|
      -> Result<()> {
         let seconds = state.seconds + started.elapsed().as_secs_f64();
@@ -619,6 +708,9 @@ pub fn train<B: AutodiffBackend>(
             }
             if let Some((decoder, optimizer)) = transposed {
                 checkpoint::save_part(dir, TRANSPOSED, decoder, optimizer)?;
+            }
+            if let Some((module, optimizer)) = critic {
+                checkpoint::save_part(dir, CRITIC, module, optimizer)?;
             }
             Ok(())
         })?;
@@ -638,12 +730,23 @@ pub fn train<B: AutodiffBackend>(
         }
         let figures = if factorized.is_none() && transposed.is_none() {
             let shape = Shape { crops: options.batch, crop, stages, weights: optional_weights, log };
-            let shards = run_shards(&model, &workers, &loss, &samples, shape, &device);
+            let shards = run_shards(
+                (&model, critic.as_ref().map(|(module, _)| module)),
+                &workers,
+                &loss,
+                &samples,
+                shape,
+                &device,
+            );
             let mut accumulator = GradientsAccumulator::<Model<B>>::new();
+            let mut critic_accumulator = GradientsAccumulator::<Critic<B>>::new();
             let mut figures = log.then(LossFigures::default);
             let (mut codes, mut residuals) = (vec![Vec::new(); stages], vec![Vec::new(); stages]);
             for shard in shards {
                 accumulator.accumulate(&model, shard.grads);
+                if let (Some((module, _)), Some(grads)) = (&critic, shard.critic_grads) {
+                    critic_accumulator.accumulate(module, grads);
+                }
                 if let (Some(sum), Some(shard_figures)) = (&mut figures, &shard.figures) {
                     sum.add(shard_figures, shard.share);
                 }
@@ -653,6 +756,9 @@ pub fn train<B: AutodiffBackend>(
                 }
             }
             model = optimizer.step(lr, model, accumulator.grads());
+            if let Some((module, mut critic_optimizer)) = critic.take() {
+                critic = Some((critic_optimizer.step(lr, module, critic_accumulator.grads()), critic_optimizer));
+            }
             for (stage, (codes, residuals)) in codes.iter().zip(&residuals).enumerate() {
                 ema.update(stage, codes, residuals, step, state.seed);
             }
@@ -712,6 +818,9 @@ pub fn train<B: AutodiffBackend>(
                 waveform: figures.waveform,
                 phase: figures.phase,
                 intelligibility: figures.intelligibility,
+                adversarial: figures.adversarial.map(|a| a.adversarial),
+                feature_matching: figures.adversarial.map(|a| a.feature_matching),
+                critic: figures.adversarial.map(|a| a.critic),
                 commitment: figures.commitment,
                 stages,
                 learning_rate: lr,
@@ -743,13 +852,13 @@ pub fn train<B: AutodiffBackend>(
             report(Event::Validation(&log));
         }
         if last_checkpoint.elapsed().as_secs_f64() >= options.checkpoint_minutes * 60.0 {
-            save(&model, &optimizer, &ema, &factorized, &transposed, step)?;
+            save(&model, &optimizer, &ema, (&factorized, &transposed, &critic), step)?;
             last_checkpoint = Instant::now();
             report(Event::Checkpoint { step });
         }
     }
     if step > state.step {
-        save(&model, &optimizer, &ema, &factorized, &transposed, step)?;
+        save(&model, &optimizer, &ema, (&factorized, &transposed, &critic), step)?;
         report(Event::Checkpoint { step });
     }
     Ok(step)
@@ -837,6 +946,17 @@ mod tests {
 
     #[test]
     fn gradients_of_shards_add_up_to_the_whole_batchs() {
+        shards_add_up(false);
+    }
+
+    #[test]
+    fn gradients_of_shards_add_up_to_the_whole_batchs_with_a_critic() {
+        shards_add_up(true);
+    }
+
+    /// Whole-batch gradients (the model's and, with `adversarial`, the critic's) against
+    /// the sum over two workers' shards.
+    fn shards_add_up(adversarial: bool) {
         let config: ModelConfig = serde_json::from_str(
             r#"{"sample_rate":16000,"encoder_channels":4,"strides":[2,4,5,8],"residual_dilations":[1],
             "latent_dim":16,"codebook_size":32,"max_stages":2,"decoder":{"dim":32,"hidden":64,"blocks":1,"kernel":3},
@@ -853,21 +973,28 @@ mod tests {
         let mut ema = EmaCodebooks::new(config.max_stages, config.codebook_size, config.latent_dim);
         let mut rng = StdRng::seed_from_u64(3);
         initialise_codebooks(&mut model, &mut ema, &samples, [crops, crop], (&config, &device), &mut rng);
-        let weights = OptionalWeights { phase: 0.0, intelligibility: 0.0 };
+        let weights = OptionalWeights { phase: 0.0, intelligibility: 0.0, adversarial: 0.5 };
         let shape = Shape { crops, crop, stages: 2, weights, log: false };
+        let critic = adversarial.then(|| Critic::<B>::new(&loss.resolutions(), &device));
 
         let sum_of = |shards: Vec<ShardResult>| {
             let mut accumulator = GradientsAccumulator::<Model<B>>::new();
+            let mut critic_accumulator = GradientsAccumulator::<Critic<B>>::new();
             let mut codes = Vec::new();
             for shard in shards {
                 accumulator.accumulate(&model, shard.grads);
+                if let (Some(critic), Some(grads)) = (&critic, shard.critic_grads) {
+                    critic_accumulator.accumulate(critic, grads);
+                }
                 codes.extend(shard.codes[1].iter().copied());
             }
-            (accumulator.grads(), codes)
+            (accumulator.grads(), critic_accumulator.grads(), codes)
         };
-        let (whole, whole_codes) = sum_of(run_shards(&model, &[], &loss, &samples, shape, &device));
-        let pools = worker_pools(2).unwrap();
-        let (sharded, sharded_codes) = sum_of(run_shards(&model, &pools, &loss, &samples, shape, &device));
+        let run = |pools: &[rayon::ThreadPool]| {
+            sum_of(run_shards((&model, critic.as_ref()), pools, &loss, &samples, shape, &device))
+        };
+        let (whole, whole_critic, whole_codes) = run(&[]);
+        let (sharded, sharded_critic, sharded_codes) = run(&worker_pools(2).unwrap());
 
         assert_eq!(whole_codes, sharded_codes, "the shards must choose the whole batch's codes, in order");
         let mut compare = CompareGradients { a: &whole, b: &sharded, compared: 0, worst: 0.0, missing: 0 };
@@ -875,5 +1002,13 @@ mod tests {
         assert_eq!(compare.missing, 0, "a parameter got gradients from one path only");
         assert!(compare.compared > 10, "only {} parameters had gradients", compare.compared);
         assert!(compare.worst < 1e-4, "sharded gradients differ from the whole batch's by {}", compare.worst);
+        if let Some(critic) = &critic {
+            let mut compare =
+                CompareGradients { a: &whole_critic, b: &sharded_critic, compared: 0, worst: 0.0, missing: 0 };
+            critic.visit(&mut compare);
+            assert_eq!(compare.missing, 0, "a critic parameter got gradients from one path only");
+            assert_eq!(compare.compared, 24, "every critic weight and bias (3 resolutions × 4 convs) needs gradients");
+            assert!(compare.worst < 1e-4, "sharded critic gradients differ by {}", compare.worst);
+        }
     }
 }
