@@ -49,6 +49,10 @@ fn transposed_decoder<B: AutodiffBackend>(state: &Option<TransposedState<B>>) ->
 
 /// File name of the transposed-conv decoder in a checkpoint.
 const TRANSPOSED: &str = "transposed";
+/// The modules a run may train beside the model, for its checkpoints.
+type TrainedBeside<'a, B> =
+    (&'a Option<FactorizedState<B>>, &'a Option<TransposedState<B>>, &'a Option<CriticState<B>>);
+
 /// File name of the adversarial critic in a checkpoint.
 const CRITIC: &str = "critic";
 /// The critic of an adversarial run, and its optimizer.
@@ -693,11 +697,7 @@ pub fn train<B: AutodiffBackend>(
     let save = |model: &Model<B>,
                 optimizer: &OptimizerAdaptor<_, Model<B>, B>,
                 ema: &EmaCodebooks,
-                (factorized, transposed, critic): (
-        &Option<FactorizedState<B>>,
-        &Option<TransposedState<B>>,
-        &Option<CriticState<B>>,
-    ),
+                (factorized, transposed, critic): TrainedBeside<'_, B>,
                 step: u64|
      -> Result<()> {
         let seconds = state.seconds + started.elapsed().as_secs_f64();
