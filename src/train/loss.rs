@@ -87,12 +87,6 @@ impl<B: Backend> SpectralLoss<B> {
         self.resolutions.iter().map(|r| r.n_fft / 4).max().unwrap_or(1)
     }
 
-    /// Complex spectra `[batch * frames, 2 * bins]` (real parts, then imaginary) of `signal`
-    /// `[batch, len]`, and the frame count per signal.
-    fn spectrum(res: &Resolution<B>, signal: Tensor<B, 2>) -> (Tensor<B, 2>, usize) {
-        complex_spectrum(signal, &res.basis)
-    }
-
     /// All loss terms between `predicted` and `target`, both `[batch, len]`.
     pub fn losses(&self, predicted: Tensor<B, 2>, target: Tensor<B, 2>) -> Losses<B> {
         self.losses_and_spectra(predicted, target).0
@@ -107,7 +101,7 @@ impl<B: Backend> SpectralLoss<B> {
     /// [`complex_spectrum`] gives them.
     #[cfg(test)]
     pub(super) fn spectra(&self, signal: Tensor<B, 2>) -> Vec<Tensor<B, 2>> {
-        self.resolutions.iter().map(|res| Self::spectrum(res, signal.clone()).0).collect()
+        self.resolutions.iter().map(|res| complex_spectrum(signal.clone(), &res.basis).0).collect()
     }
 
     /// [`Self::losses`], and the complex spectra of the prediction and of the target at
@@ -127,8 +121,8 @@ impl<B: Backend> SpectralLoss<B> {
         let mut intelligibility = None;
         let floor_squared = self.floor * self.floor;
         for res in &self.resolutions {
-            let (ps, frames) = Self::spectrum(res, predicted.clone());
-            let (ts, _) = Self::spectrum(res, target.clone());
+            let (ps, frames) = complex_spectrum(predicted.clone(), &res.basis);
+            let (ts, _) = complex_spectrum(target.clone(), &res.basis);
             predicted_spectra.push(ps.clone());
             target_spectra.push(ts.clone());
             let bins = ps.dims()[1] / 2;
@@ -400,7 +394,7 @@ mod tests {
         // 1000 Hz at 16 kHz with n_fft 1024: bin 64.
         let sine: Vec<f32> =
             (0..4096).map(|i| (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 16_000.0).sin()).collect();
-        let (spectrum, _) = SpectralLoss::spectrum(res, Tensor::from_data(TensorData::new(sine, [1, 4096]), &device));
+        let (spectrum, _) = complex_spectrum(Tensor::from_data(TensorData::new(sine, [1, 4096]), &device), &res.basis);
         let mag = power(spectrum);
         let first: Vec<f32> = mag.narrow(0, 0, 1).into_data().into_vec().unwrap();
         let peak = first.iter().enumerate().fold((0, 0f32), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0;
