@@ -18,6 +18,8 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::leaky_relu;
 use burn::tensor::backend::Backend;
 
+use crate::model::spectral::power;
+
 /// Hidden channels of every layer.
 const WIDTH: usize = 64;
 /// `(kernel, dilation)` of the hidden layers: the first, over all bins, the narrowest (it
@@ -119,12 +121,8 @@ impl<B: Backend> Critic<B> {
         for (critic, spectrum) in self.scales.iter().zip(spectra) {
             let [rows, columns] = spectrum.dims();
             let frames = rows / batch;
-            let bins = columns / 2;
-            let real = spectrum.clone().narrow(1, 0, bins);
-            let imaginary = spectrum.clone().narrow(1, bins, bins);
-            let magnitude = (real.clone() * real + imaginary.clone() * imaginary).add_scalar(EPSILON);
             // |X|^c e^{iφ} = X · |X|^(c−1); |X|^(c−1) = (|X|²)^((c−1)/2).
-            let gain = magnitude.powf_scalar((COMPRESSION - 1.0) / 2.0);
+            let gain = power(spectrum.clone()).add_scalar(EPSILON).powf_scalar((COMPRESSION - 1.0) / 2.0);
             let compressed = spectrum.clone() * Tensor::cat(vec![gain.clone(), gain], 1);
             let mut x = compressed.reshape([batch, frames, columns]);
             let mut features = Vec::with_capacity(critic.hidden.len());
@@ -142,11 +140,16 @@ impl<B: Backend> Critic<B> {
 /// The critic's loss: originals' scores toward 1, decoded audio's toward 0, summed over
 /// resolutions.
 pub fn critic_loss<B: Backend>(originals: &Judgement<B>, decoded: &Judgement<B>) -> Tensor<B, 1> {
-    originals
+    squared_distance(originals, 1.0) + squared_distance(decoded, 0.0)
+}
+
+/// The mean squared distance of a judgement's scores from `target`, summed over
+/// resolutions.
+fn squared_distance<B: Backend>(judgement: &Judgement<B>, target: f64) -> Tensor<B, 1> {
+    judgement
         .scores
         .iter()
-        .zip(&decoded.scores)
-        .map(|(real, fake)| real.clone().sub_scalar(1.0).powi_scalar(2).mean() + fake.clone().powi_scalar(2).mean())
+        .map(|scores| scores.clone().sub_scalar(target).powi_scalar(2).mean())
         .reduce(|a, b| a + b)
         .expect("at least one resolution")
 }
@@ -157,12 +160,7 @@ pub fn critic_loss<B: Backend>(originals: &Judgement<B>, decoded: &Judgement<B>)
 /// detached), relative to the originals' mean magnitude per crop, averaged over crops,
 /// layers and resolutions.
 pub fn generator_losses<B: Backend>(decoded: &Judgement<B>, originals: &Judgement<B>) -> (Tensor<B, 1>, Tensor<B, 1>) {
-    let adversarial = decoded
-        .scores
-        .iter()
-        .map(|fake| fake.clone().sub_scalar(1.0).powi_scalar(2).mean())
-        .reduce(|a, b| a + b)
-        .expect("at least one resolution");
+    let adversarial = squared_distance(decoded, 1.0);
     let pairs: Vec<_> = decoded.features.iter().flatten().zip(originals.features.iter().flatten()).collect();
     let layers = pairs.len();
     let matching = pairs
