@@ -263,3 +263,49 @@ fn an_adversarial_phase_starts_mid_run_and_resumes_with_its_critic() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("shipped design only"), "{stderr}");
 }
+
+#[test]
+fn a_new_run_can_grow_the_decoder_of_trained_weights() {
+    let dir = TempDir::new().unwrap();
+    let data = data(&dir);
+    let config = dir.path().join("tiny.json");
+    fs::write(&config, TINY).unwrap();
+    let start = dir.path().join("start.safetensors");
+    let out = Command::new(BIN).arg("init-model").arg(&start).arg("--config").arg(&config).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let run = dir.path().join("run");
+    let grow = |extra: &[&str]| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["train", "--data", &data, "--out"]).arg(&run).args(["--batch", "2", "-q"]).args(extra);
+        cmd.stdin(Stdio::null()).output().unwrap()
+    };
+    let out = grow(&["--grow-decoder", "2", "--steps", "2"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--init-from"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let start = start.to_str().unwrap();
+    let out = grow(&["--init-from", start, "--grow-decoder", "2", "--steps", "2"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let state: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(run.join("checkpoint/state.json")).unwrap()).unwrap();
+    assert_eq!(state["config"]["decoder"]["blocks"], 3, "one block from the weights, two added");
+    let wav = dir.path().join("x.wav");
+    let out = Command::new(BIN)
+        .args(["roundtrip", "samples/speech_cs.wav"])
+        .arg(&wav)
+        .arg("--model")
+        .arg(run.join("model.safetensors"))
+        .args(["--codebooks", "2", "-q"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // A run keeps the size it started with.
+    let out = grow(&["--resume", "--init-from", start, "--grow-decoder", "1", "--steps", "3"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--grow-decoder"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert_eq!(checkpoint_step(&run), Some(2), "the refused resume left the run as it was");
+}

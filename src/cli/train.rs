@@ -28,6 +28,10 @@ pub struct TrainArgs {
     /// model when the previous run's checkpoints are gone.
     #[arg(long, value_name = "PATH", conflicts_with = "config")]
     init_from: Option<PathBuf>,
+    /// Add this many blocks to the decoder of the --init-from weights, each starting as the
+    /// identity: a trained model gains capacity and keeps what it learned.
+    #[arg(long, value_name = "N", default_value_t = 0, requires = "init_from")]
+    grow_decoder: usize,
     /// Stop after this many steps in total (also the length of the learning-rate schedule).
     #[arg(long, default_value_t = 200_000)]
     steps: u64,
@@ -107,6 +111,7 @@ pub fn run(args: &TrainArgs, global: &Global) -> Result<()> {
         config,
         resume: args.resume,
         init_from: args.init_from.clone(),
+        grow_decoder: args.grow_decoder,
         steps: args.steps,
         batch: args.batch,
         learning_rate: args.lr,

@@ -9,7 +9,7 @@ use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 
-use super::config::ModelConfig;
+use super::config::{ConvNextConfig, ModelConfig};
 use super::conv::{CausalConv1d, ConvState, DepthwiseConv1d, Streaming, previous_frames};
 use super::matmul::{linear, matmul};
 
@@ -36,6 +36,12 @@ impl<B: Backend> ConvNextBlock<B> {
             project: LinearConfig::new(hidden, dim).init(device),
             scale: Param::from_tensor(Tensor::full([dim], 0.1, device)),
         }
+    }
+
+    /// A block that passes its input through unchanged until training moves its layer
+    /// scale off zero: added to a trained stack, it keeps what the stack already does.
+    fn identity(dim: usize, hidden: usize, kernel: usize, device: &B::Device) -> Self {
+        Self { scale: Param::from_tensor(Tensor::zeros([dim], device)), ..Self::new(dim, hidden, kernel, device) }
     }
 }
 
@@ -94,6 +100,13 @@ impl<B: Backend> Decoder<B> {
             hop: config.hop(),
             accumulated_phase: config.accumulated_phase,
         }
+    }
+
+    /// This decoder with `extra` more blocks (sized by `stack`) after its own, each starting
+    /// as the identity, so a trained decoder gains capacity without losing what it learned.
+    pub fn with_blocks_added(mut self, extra: usize, stack: &ConvNextConfig, device: &B::Device) -> Self {
+        self.blocks.extend((0..extra).map(|_| ConvNextBlock::identity(stack.dim, stack.hidden, stack.kernel, device)));
+        self
     }
 }
 
@@ -176,8 +189,6 @@ mod tests {
     use burn::backend::Flex;
     use burn::tensor::Distribution;
 
-    use crate::model::ConvNextConfig;
-
     #[test]
     fn accumulated_phase_streams_like_the_whole_signal() {
         let device = Default::default();
@@ -203,6 +214,26 @@ mod tests {
         let worst = whole.iter().zip(&pieces).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         let scale = whole.iter().map(|v| v.abs()).fold(0f32, f32::max);
         assert!(worst <= 1e-4 * scale.max(1.0), "streamed samples differ by {worst} (peak {scale})");
+    }
+
+    #[test]
+    fn added_blocks_leave_the_output_unchanged_until_trained() {
+        let device = Default::default();
+        let config = ModelConfig {
+            strides: vec![4, 5],
+            latent_dim: 8,
+            decoder: ConvNextConfig { dim: 16, hidden: 32, blocks: 1, kernel: 3 },
+            ..Default::default()
+        };
+        let decoder = Decoder::<Flex>::new(&config, &device);
+        let latents = Tensor::<Flex, 3>::random([2, 7, 8], Distribution::Normal(0.0, 1.0), &device);
+        let decode = |d: &Decoder<Flex>| -> Vec<f32> {
+            d.step(latents.clone(), &mut d.init_state(2, &device)).into_data().into_vec().unwrap()
+        };
+        let before = decode(&decoder);
+        let grown = decoder.with_blocks_added(2, &config.decoder, &device);
+        assert_eq!(grown.blocks.len(), 3);
+        assert_eq!(decode(&grown), before);
     }
 
     #[test]

@@ -81,6 +81,9 @@ pub struct TrainOptions {
     pub resume: bool,
     /// Start a new run from these weights (and their config) instead of a random init.
     pub init_from: Option<PathBuf>,
+    /// Blocks added to the decoder of the `init_from` weights, each starting as the identity
+    /// (more capacity for a trained model without starting over); 0 for none.
+    pub grow_decoder: usize,
     /// Stop after this step.
     pub steps: u64,
     /// Crops per batch.
@@ -567,13 +570,23 @@ pub fn train<B: AutodiffBackend>(
             out.display()
         )));
     }
+    if options.grow_decoder > 0 && (previous.is_some() || options.init_from.is_none()) {
+        return Err(Error::InvalidArgument(
+            "--grow-decoder grows the weights of --init-from for a new run; a run's own size is fixed by its config"
+                .into(),
+        ));
+    }
     let start_weights = match (&previous, &options.init_from) {
         (None, Some(path)) => Some(weights::Weights::from_file(path)?),
         _ => None,
     };
     let state = match (&previous, &start_weights) {
         (Some(dir), _) => checkpoint::load_state(dir)?,
-        (None, Some(w)) => TrainState { step: 0, seed: options.seed, config: w.config().clone(), seconds: 0.0 },
+        (None, Some(w)) => {
+            let mut config = w.config().clone();
+            config.decoder.blocks += options.grow_decoder;
+            TrainState { step: 0, seed: options.seed, config, seconds: 0.0 }
+        }
         (None, None) => TrainState { step: 0, seed: options.seed, config: options.config.clone(), seconds: 0.0 },
     };
     let config = state.config.clone();
@@ -623,6 +636,7 @@ pub fn train<B: AutodiffBackend>(
         (model, optimizer, ema) = checkpoint::load(dir, model, optimizer, &device)?;
     } else if let Some(w) = &start_weights {
         model = w.build::<B>(&device)?;
+        model.decoder = model.decoder.with_blocks_added(options.grow_decoder, &config.decoder, &device);
         let codewords =
             model.rvq.codebooks.val().into_data().convert::<f32>().into_vec::<f32>().expect("float codebooks");
         ema = EmaCodebooks::from_codewords(config.max_stages, config.codebook_size, config.latent_dim, &codewords);
