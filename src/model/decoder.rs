@@ -189,16 +189,21 @@ mod tests {
     use burn::backend::Flex;
     use burn::tensor::Distribution;
 
+    /// A one-block decoder small enough for unit tests.
+    fn tiny_config(accumulated_phase: bool) -> ModelConfig {
+        ModelConfig {
+            strides: vec![4, 5],
+            latent_dim: 8,
+            accumulated_phase,
+            decoder: ConvNextConfig { dim: 16, hidden: 32, blocks: 1, kernel: 3 },
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn accumulated_phase_streams_like_the_whole_signal() {
         let device = Default::default();
-        let config = ModelConfig {
-            strides: vec![4, 5],
-            latent_dim: 8,
-            accumulated_phase: true,
-            decoder: ConvNextConfig { dim: 16, hidden: 32, blocks: 1, kernel: 3 },
-            ..Default::default()
-        };
+        let config = tiny_config(true);
         let decoder = Decoder::<Flex>::new(&config, &device);
         let latents = Tensor::<Flex, 3>::random([1, 9, 8], Distribution::Normal(0.0, 1.0), &device);
         let whole: Vec<f32> =
@@ -219,12 +224,7 @@ mod tests {
     #[test]
     fn added_blocks_leave_the_output_unchanged_until_trained() {
         let device = Default::default();
-        let config = ModelConfig {
-            strides: vec![4, 5],
-            latent_dim: 8,
-            decoder: ConvNextConfig { dim: 16, hidden: 32, blocks: 1, kernel: 3 },
-            ..Default::default()
-        };
+        let config = tiny_config(false);
         let decoder = Decoder::<Flex>::new(&config, &device);
         let latents = Tensor::<Flex, 3>::random([2, 7, 8], Distribution::Normal(0.0, 1.0), &device);
         let decode = |d: &Decoder<Flex>| -> Vec<f32> {
