@@ -4,6 +4,8 @@
 //! - opusenc/opusdec on the same clip in the same run, and our RTF as a ratio to theirs.
 //!
 //! Input: the repository's real speech samples, resampled to 16 kHz and concatenated.
+//! Model: the embedded default, or the weights file named by `TOKENWAVE_BENCH_MODEL` (to
+//! compare two models' speed in one sitting).
 
 use std::path::Path;
 use std::process::Command;
@@ -90,7 +92,12 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let codec = Codec::<CpuBackend>::new(&Weights::embedded().unwrap(), Default::default()).unwrap();
+    let weights = match std::env::var_os("TOKENWAVE_BENCH_MODEL") {
+        Some(path) => Weights::from_file(Path::new(&path)).unwrap(),
+        None => Weights::embedded().unwrap(),
+    };
+    println!("model: {} decoder blocks", weights.config().decoder.blocks);
+    let codec = Codec::<CpuBackend>::new(&weights, Default::default()).unwrap();
     let clip = speech();
     let samples: Vec<f32> = clip.iter().cycle().take(30 * 16_000).copied().collect();
     let seconds = samples.len() as f64 / 16_000.0;
