@@ -37,6 +37,19 @@ fn train(dir: &TempDir, data: &str, extra: &[&str]) -> Command {
     cmd
 }
 
+/// `tokenwave roundtrip` of a speech sample at two stages succeeds with `model`.
+fn assert_round_trips(model: &Path, dir: &TempDir) {
+    let out = Command::new(BIN)
+        .args(["roundtrip", "samples/speech_cs.wav"])
+        .arg(dir.path().join("x.wav"))
+        .arg("--model")
+        .arg(model)
+        .args(["--codebooks", "2", "-q"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// Step of the newest complete checkpoint (a kill during the swap leaves `checkpoint.old`).
 fn checkpoint_step(run: &Path) -> Option<u64> {
     let text = fs::read_to_string(run.join("checkpoint/state.json"))
@@ -81,17 +94,8 @@ fn resumes_after_kill_9_from_the_last_checkpoint() {
     assert_eq!(codebooks.len(), 2);
 
     // The exported weights decode with the CLI.
-    let wav = dir.path().join("x.wav");
     let model = run.join("model.safetensors");
-    let out = Command::new(BIN)
-        .args(["roundtrip", "samples/speech_cs.wav"])
-        .arg(&wav)
-        .arg("--model")
-        .arg(&model)
-        .args(["--codebooks", "2", "-q"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_round_trips(&model, &dir);
 
     // A new run can start from exported weights (when checkpoints are gone).
     let warm = dir.path().join("warm");
@@ -290,16 +294,7 @@ fn a_new_run_can_grow_the_decoder_of_trained_weights() {
     let state: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(run.join("checkpoint/state.json")).unwrap()).unwrap();
     assert_eq!(state["config"]["decoder"]["blocks"], 3, "one block from the weights, two added");
-    let wav = dir.path().join("x.wav");
-    let out = Command::new(BIN)
-        .args(["roundtrip", "samples/speech_cs.wav"])
-        .arg(&wav)
-        .arg("--model")
-        .arg(run.join("model.safetensors"))
-        .args(["--codebooks", "2", "-q"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_round_trips(&run.join("model.safetensors"), &dir);
 
     // A run keeps the size it started with.
     let out = grow(&["--resume", "--init-from", start, "--grow-decoder", "1", "--steps", "3"]);
