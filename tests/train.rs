@@ -23,9 +23,15 @@ fn data(dir: &TempDir) -> String {
     data.to_str().unwrap().to_string()
 }
 
-fn train(dir: &TempDir, data: &str, extra: &[&str]) -> Command {
+/// The tiny model's config, written into `dir`.
+fn tiny_config(dir: &TempDir) -> std::path::PathBuf {
     let config = dir.path().join("tiny.json");
     fs::write(&config, TINY).unwrap();
+    config
+}
+
+fn train(dir: &TempDir, data: &str, extra: &[&str]) -> Command {
+    let config = tiny_config(dir);
     let mut cmd = Command::new(BIN);
     cmd.args(["train", "--data", data, "--out"])
         .arg(dir.path().join("run"))
@@ -220,8 +226,7 @@ fn the_spectral_encoder_trains_resumes_and_codes_files() {
 fn an_adversarial_phase_starts_mid_run_and_resumes_with_its_critic() {
     let dir = TempDir::new().unwrap();
     let data = data(&dir);
-    let config = dir.path().join("tiny.json");
-    fs::write(&config, TINY).unwrap();
+    let config = tiny_config(&dir);
     let run = dir.path().join("run");
     train_to(&data, &run, &config, 3, false);
     assert!(!run.join("checkpoint/critic.mpk").exists(), "no critic without --adversarial");
@@ -272,8 +277,7 @@ fn an_adversarial_phase_starts_mid_run_and_resumes_with_its_critic() {
 fn a_new_run_can_grow_the_decoder_of_trained_weights() {
     let dir = TempDir::new().unwrap();
     let data = data(&dir);
-    let config = dir.path().join("tiny.json");
-    fs::write(&config, TINY).unwrap();
+    let config = tiny_config(&dir);
     let start = dir.path().join("start.safetensors");
     let out = Command::new(BIN).arg("init-model").arg(&start).arg("--config").arg(&config).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
