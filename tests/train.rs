@@ -274,13 +274,20 @@ fn an_adversarial_phase_starts_mid_run_and_resumes_with_its_critic() {
 }
 
 #[test]
-fn a_new_run_can_grow_the_decoder_of_trained_weights() {
+fn a_new_run_can_grow_the_encoder_and_decoder_of_trained_weights() {
     let dir = TempDir::new().unwrap();
     let data = data(&dir);
-    let config = tiny_config(&dir);
-    let start = dir.path().join("start.safetensors");
-    let out = Command::new(BIN).arg("init-model").arg(&start).arg("--config").arg(&config).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let init_model = |config: &Path, name: &str| {
+        let weights = dir.path().join(name);
+        let out = Command::new(BIN).arg("init-model").arg(&weights).arg("--config").arg(config).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        weights
+    };
+    let waveform = init_model(&tiny_config(&dir), "waveform.safetensors");
+    let spectral_config = dir.path().join("spectral.json");
+    let spectral_stack = r#","spectral_encoder":{"dim":32,"hidden":64,"blocks":1,"kernel":3}}"#;
+    fs::write(&spectral_config, TINY.strip_suffix('}').unwrap().to_owned() + spectral_stack).unwrap();
+    let spectral = init_model(&spectral_config, "spectral.safetensors");
 
     let run = dir.path().join("run");
     let grow = |extra: &[&str]| {
@@ -288,23 +295,30 @@ fn a_new_run_can_grow_the_decoder_of_trained_weights() {
         cmd.args(["train", "--data", &data, "--out"]).arg(&run).args(["--batch", "2", "-q"]).args(extra);
         cmd.stdin(Stdio::null()).output().unwrap()
     };
+    // Our own refusals are one line; clap's usage errors (the first case) are clap's.
+    let refused_with = |out: std::process::Output, words: &str| {
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(words), "{stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    };
     let out = grow(&["--grow-decoder", "2", "--steps", "2"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--init-from"), "{}", String::from_utf8_lossy(&out.stderr));
+    let waveform = waveform.to_str().unwrap();
+    refused_with(grow(&["--init-from", waveform, "--grow-encoder", "1", "--steps", "2"]), "spectral encoder");
+    assert_eq!(checkpoint_step(&run), None, "a refused run leaves no checkpoint");
 
-    let start = start.to_str().unwrap();
-    let out = grow(&["--init-from", start, "--grow-decoder", "2", "--steps", "2"]);
+    let spectral = spectral.to_str().unwrap();
+    let out = grow(&["--init-from", spectral, "--grow-decoder", "2", "--grow-encoder", "1", "--steps", "2"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let state: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(run.join("checkpoint/state.json")).unwrap()).unwrap();
     assert_eq!(state["config"]["decoder"]["blocks"], 3, "one block from the weights, two added");
+    assert_eq!(state["config"]["spectral_encoder"]["blocks"], 2, "one block from the weights, one added");
     assert_round_trips(&run.join("model.safetensors"), &dir);
 
     // A run keeps the size it started with.
-    let out = grow(&["--resume", "--init-from", start, "--grow-decoder", "1", "--steps", "3"]);
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("--grow-decoder"), "{stderr}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    refused_with(grow(&["--resume", "--init-from", spectral, "--grow-decoder", "1", "--steps", "3"]), "--grow-decoder");
     assert_eq!(checkpoint_step(&run), Some(2), "the refused resume left the run as it was");
 }

@@ -32,6 +32,9 @@ pub struct TrainArgs {
     /// identity: a trained model gains capacity and keeps what it learned.
     #[arg(long, value_name = "N", default_value_t = 0, requires = "init_from")]
     grow_decoder: usize,
+    /// Add this many blocks to the spectral encoder of the --init-from weights, likewise.
+    #[arg(long, value_name = "N", default_value_t = 0, requires = "init_from")]
+    grow_encoder: usize,
     /// Stop after this many steps in total (also the length of the learning-rate schedule).
     #[arg(long, default_value_t = 200_000)]
     steps: u64,
@@ -112,6 +115,7 @@ pub fn run(args: &TrainArgs, global: &Global) -> Result<()> {
         resume: args.resume,
         init_from: args.init_from.clone(),
         grow_decoder: args.grow_decoder,
+        grow_encoder: args.grow_encoder,
         steps: args.steps,
         batch: args.batch,
         learning_rate: args.lr,

@@ -40,7 +40,7 @@ impl<B: Backend> ConvNextBlock<B> {
 
     /// A block that passes its input through unchanged until training moves its layer
     /// scale off zero: added to a trained stack, it keeps what the stack already does.
-    fn identity(dim: usize, hidden: usize, kernel: usize, device: &B::Device) -> Self {
+    pub(crate) fn identity(dim: usize, hidden: usize, kernel: usize, device: &B::Device) -> Self {
         Self { scale: Param::from_tensor(Tensor::zeros([dim], device)), ..Self::new(dim, hidden, kernel, device) }
     }
 }

@@ -8,7 +8,7 @@ use burn::module::Module;
 use burn::tensor::activation::leaky_relu;
 use burn::tensor::{Tensor, backend::Backend};
 
-use super::config::ModelConfig;
+use super::config::{ConvNextConfig, ModelConfig};
 use super::conv::{CausalConv1d, ConvState, Streaming};
 use super::spectral::{SpectralEncoder, SpectralState};
 
@@ -122,6 +122,14 @@ impl<B: Backend> Encoder<B> {
             .collect();
         let output = CausalConv1d::new(channels, config.latent_dim, 3, 1, 1, device);
         Self { input: Some(input), stages, output: Some(output), spectral: None }
+    }
+
+    /// The same encoder with `extra` identity blocks appended to its spectral stack (see
+    /// [`SpectralEncoder::with_blocks_added`]); the waveform encoder has no such stack and
+    /// comes back unchanged.
+    pub fn with_blocks_added(mut self, extra: usize, stack: &ConvNextConfig, device: &B::Device) -> Self {
+        self.spectral = self.spectral.map(|spectral| spectral.with_blocks_added(extra, stack, device));
+        self
     }
 }
 

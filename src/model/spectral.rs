@@ -62,6 +62,13 @@ impl<B: Backend> SpectralEncoder<B> {
         }
     }
 
+    /// The same encoder with `extra` ConvNeXt blocks appended, each the identity until
+    /// trained: a trained encoder gains capacity and keeps its latents.
+    pub fn with_blocks_added(mut self, extra: usize, stack: &ConvNextConfig, device: &B::Device) -> Self {
+        self.blocks.extend((0..extra).map(|_| ConvNextBlock::identity(stack.dim, stack.hidden, stack.kernel, device)));
+        self
+    }
+
     /// Log magnitudes of `windows` `[rows, len]` through `basis` `[len, 2 bins]`.
     fn log_magnitude(windows: Tensor<B, 2>, basis: &Tensor<B, 2>) -> Tensor<B, 2> {
         power(matmul(windows, basis.clone())).sqrt().add_scalar(FLOOR).log()
@@ -162,6 +169,22 @@ mod tests {
             pieces.extend(encoder.step(input, &mut state).into_data().into_vec::<f32>().unwrap());
         }
         assert_eq!(whole, pieces, "streamed latents must be bit-identical to the whole signal's");
+    }
+
+    #[test]
+    fn added_blocks_leave_the_latents_unchanged_until_trained() {
+        let device = Default::default();
+        let encoder = encoder();
+        let signal: Vec<f32> = (0..320 * 5).map(|i| (i as f32 * 0.07).sin() * 0.4).collect();
+        let input = Tensor::<Flex, 3>::from_data(TensorData::new(signal, [1, 320 * 5, 1]), &device);
+        let encode = |e: &SpectralEncoder<Flex>| -> Vec<f32> {
+            e.step(input.clone(), &mut e.init_state(1, &device)).into_data().into_vec().unwrap()
+        };
+        let before = encode(&encoder);
+        let stack = ConvNextConfig { dim: 32, hidden: 64, blocks: 2, kernel: 3 };
+        let grown = encoder.with_blocks_added(3, &stack, &device);
+        assert_eq!(grown.blocks.len(), 5);
+        assert_eq!(encode(&grown), before);
     }
 
     #[test]

@@ -84,6 +84,8 @@ pub struct TrainOptions {
     /// Blocks added to the decoder of the `init_from` weights, each starting as the identity
     /// (more capacity for a trained model without starting over); 0 for none.
     pub grow_decoder: usize,
+    /// Blocks added to the spectral encoder of the `init_from` weights, likewise.
+    pub grow_encoder: usize,
     /// Stop after this step.
     pub steps: u64,
     /// Crops per batch.
@@ -570,9 +572,10 @@ pub fn train<B: AutodiffBackend>(
             out.display()
         )));
     }
-    if options.grow_decoder > 0 && (previous.is_some() || options.init_from.is_none()) {
+    if options.grow_decoder + options.grow_encoder > 0 && (previous.is_some() || options.init_from.is_none()) {
         return Err(Error::InvalidArgument(
-            "--grow-decoder grows the weights of --init-from for a new run; a run's own size is fixed by its config"
+            "--grow-decoder and --grow-encoder grow the weights of --init-from for a new run; a run's own size is \
+             fixed by its config"
                 .into(),
         ));
     }
@@ -585,6 +588,14 @@ pub fn train<B: AutodiffBackend>(
         (None, Some(w)) => {
             let mut config = w.config().clone();
             config.decoder.blocks += options.grow_decoder;
+            if options.grow_encoder > 0 {
+                let Some(stack) = config.spectral_encoder.as_mut() else {
+                    return Err(Error::InvalidArgument(
+                        "--grow-encoder needs a spectral encoder; these weights have the waveform encoder".into(),
+                    ));
+                };
+                stack.blocks += options.grow_encoder;
+            }
             TrainState { step: 0, seed: options.seed, config, seconds: 0.0 }
         }
         (None, None) => TrainState { step: 0, seed: options.seed, config: options.config.clone(), seconds: 0.0 },
@@ -637,6 +648,9 @@ pub fn train<B: AutodiffBackend>(
     } else if let Some(w) = &start_weights {
         model = w.build::<B>(&device)?;
         model.decoder = model.decoder.with_blocks_added(options.grow_decoder, &config.decoder, &device);
+        if let Some(stack) = &config.spectral_encoder {
+            model.encoder = model.encoder.with_blocks_added(options.grow_encoder, stack, &device);
+        }
         let codewords =
             model.rvq.codebooks.val().into_data().convert::<f32>().into_vec::<f32>().expect("float codebooks");
         ema = EmaCodebooks::from_codewords(config.max_stages, config.codebook_size, config.latent_dim, &codewords);
