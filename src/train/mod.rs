@@ -10,6 +10,6 @@ mod transposed;
 mod vq;
 
 pub use data::is_validation;
-pub use loss::{DEFAULT_FLOOR, SpectralLoss};
+pub use loss::{DEFAULT_FLOOR, Losses, SpectralLoss};
 pub use trainer::{Event, StepLog, TrainOptions, ValidationLog, train};
 pub use vq::StageStats;
