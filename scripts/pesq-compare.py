@@ -3,7 +3,8 @@
 
 A check from outside our own metrics: `tokenwave eval` reports STOI, ESTOI and log-mel L1,
 and the training's intelligibility loss is built like STOI. Each clip is cut to 10 s and
-resampled to 16 kHz mono (sox, without dither, so runs repeat exactly); then, against that reference:
+resampled to 16 kHz mono; then, against that reference (every sox call without dither, so
+runs repeat exactly):
   tokenwave K       tokenwave roundtrip --kbps K (one line per --model and --kbps)
   opus K            opusenc --bitrate K, opusdec --rate 16000
   codec2 M          sox to 8 kHz raw, c2enc M, c2dec M, sox back to 16 kHz
@@ -57,10 +58,10 @@ def systems(args, ref, work):
         yield f"opus {kbps}", read(out)
     for mode in args.codec2:
         raw, bits, decoded = (os.path.join(work, name) for name in ("x.raw", "x.c2", "y.raw"))
-        run("sox", ref, "-r", "8000", "-t", "raw", "-e", "signed", "-b", "16", "-c", "1", raw)
+        run("sox", "-D", ref, "-r", "8000", "-t", "raw", "-e", "signed", "-b", "16", "-c", "1", raw)
         run("c2enc", mode, raw, bits)
         run("c2dec", mode, bits, decoded)
-        run("sox", "-r", "8000", "-t", "raw", "-e", "signed", "-b", "16", "-c", "1", decoded, "-r", str(RATE), out)
+        run("sox", "-D", "-r", "8000", "-t", "raw", "-e", "signed", "-b", "16", "-c", "1", decoded, "-r", str(RATE), out)
         yield f"codec2 {mode}", read(out)
     yield "true-mag/random", random_phase(read(ref), np.random.default_rng(0))
 
