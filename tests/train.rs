@@ -56,6 +56,14 @@ fn assert_round_trips(model: &Path, dir: &TempDir) {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// Asserts that a command failed with one line of error that mentions `words`.
+fn refused_with(out: std::process::Output, words: &str) {
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(words), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+}
+
 /// Step of the newest complete checkpoint (a kill during the swap leaves `checkpoint.old`).
 fn checkpoint_step(run: &Path) -> Option<u64> {
     let text = fs::read_to_string(run.join("checkpoint/state.json"))
@@ -296,12 +304,6 @@ fn a_new_run_can_grow_the_encoder_and_decoder_of_trained_weights() {
         cmd.stdin(Stdio::null()).output().unwrap()
     };
     // Our own refusals are one line; clap's usage errors (the first case) are clap's.
-    let refused_with = |out: std::process::Output, words: &str| {
-        assert!(!out.status.success());
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains(words), "{stderr}");
-        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
-    };
     let out = grow(&["--grow-decoder", "2", "--steps", "2"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--init-from"), "{}", String::from_utf8_lossy(&out.stderr));
@@ -321,4 +323,61 @@ fn a_new_run_can_grow_the_encoder_and_decoder_of_trained_weights() {
     // A run keeps the size it started with.
     refused_with(grow(&["--resume", "--init-from", spectral, "--grow-decoder", "1", "--steps", "3"]), "--grow-decoder");
     assert_eq!(checkpoint_step(&run), Some(2), "the refused resume left the run as it was");
+}
+
+#[test]
+fn trained_weights_can_switch_to_accumulated_phase_and_train_frame_consistency() {
+    let dir = TempDir::new().unwrap();
+    let data = data(&dir);
+    let weights = dir.path().join("start.safetensors");
+    let out =
+        Command::new(BIN).arg("init-model").arg(&weights).arg("--config").arg(tiny_config(&dir)).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let run = dir.path().join("run");
+    let train = |out_dir: &Path, extra: &[&str]| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["train", "--data", &data, "--out"]).arg(out_dir).args(["--batch", "2", "-q"]).args(extra);
+        cmd.stdin(Stdio::null()).output().unwrap()
+    };
+    let start = weights.to_str().unwrap();
+    refused_with(
+        train(&run, &["--init-from", start, "--consistency-loss", "-1", "--steps", "2"]),
+        "--consistency-loss",
+    );
+    let out = train(&run, &["--accumulate-phase", "--steps", "2"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--init-from"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(checkpoint_step(&run), None, "a refused run leaves no checkpoint");
+
+    let out = train(&run, &["--init-from", start, "--accumulate-phase", "--consistency-loss", "1", "--steps", "3"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let state: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(run.join("checkpoint/state.json")).unwrap()).unwrap();
+    assert_eq!(state["config"]["accumulated_phase"], true);
+    let metrics = fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let steps: Vec<serde_json::Value> = metrics.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let disagreement: Vec<f64> = steps.iter().filter_map(|s| s["consistency"].as_f64()).collect();
+    assert!(!disagreement.is_empty(), "no frame disagreement logged: {metrics}");
+    assert!(disagreement.iter().all(|d| d.is_finite() && *d >= 0.0), "{disagreement:?}");
+    assert_round_trips(&run.join("model.safetensors"), &dir);
+
+    // Weights that already accumulate phase cannot switch again, and a run keeps its design.
+    let switched = run.join("model.safetensors");
+    let other = dir.path().join("other");
+    refused_with(train(&other, &["--init-from", switched.to_str().unwrap(), "--accumulate-phase"]), "already");
+    refused_with(
+        train(&run, &["--resume", "--init-from", start, "--accumulate-phase", "--steps", "4"]),
+        "--accumulate",
+    );
+    assert_eq!(checkpoint_step(&run), Some(3), "the refused resume left the run as it was");
+
+    // The comparison designs have no consistency loss.
+    let transposed = dir.path().join("transposed.json");
+    fs::write(&transposed, TINY.replace(r#""max_stages":2"#, r#""max_stages":2,"transposed_decoder":true"#)).unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["train", "--data", &data, "--out"]).arg(dir.path().join("third")).arg("--config").arg(&transposed);
+    refused_with(
+        cmd.args(["--batch", "2", "--steps", "2", "--consistency-loss", "1", "-q"]).output().unwrap(),
+        "shipped",
+    );
 }

@@ -35,6 +35,11 @@ pub struct TrainArgs {
     /// Add this many blocks to the spectral encoder of the --init-from weights, likewise.
     #[arg(long, value_name = "N", default_value_t = 0, requires = "init_from")]
     grow_encoder: usize,
+    /// Switch the --init-from weights' decoder to accumulated phase (each frame's phase a
+    /// change from the last one's), its phase outputs starting at no change: the learned
+    /// magnitudes are kept, the phase is learned anew.
+    #[arg(long, requires = "init_from")]
+    accumulate_phase: bool,
     /// Stop after this many steps in total (also the length of the learning-rate schedule).
     #[arg(long, default_value_t = 200_000)]
     steps: u64,
@@ -59,6 +64,10 @@ pub struct TrainArgs {
     /// band envelopes over 384 ms segments); 0 turns it off.
     #[arg(long, default_value_t = 0.0, value_name = "W", allow_negative_numbers = true)]
     stoi_loss: f64,
+    /// Weight of the frame-consistency loss (how much the decoder's overlapping synthesis
+    /// frames disagree on the samples they share: incoherent phase); 0 turns it off.
+    #[arg(long, default_value_t = 0.0, value_name = "W", allow_negative_numbers = true)]
+    consistency_loss: f64,
     /// Weight of the adversarial and feature-matching losses against a critic of complex
     /// spectra trained alongside (asks for phase that is coherent, not the input's); 0: no
     /// critic. Best started from a trained model (--init-from, or --resume).
@@ -104,6 +113,9 @@ pub fn run(args: &TrainArgs, global: &Global) -> Result<()> {
     if !(args.stoi_loss >= 0.0 && args.stoi_loss.is_finite()) {
         bail!("--stoi-loss must be a finite weight of 0 or more, got {}", args.stoi_loss);
     }
+    if !(args.consistency_loss >= 0.0 && args.consistency_loss.is_finite()) {
+        bail!("--consistency-loss must be a finite weight of 0 or more, got {}", args.consistency_loss);
+    }
     if !(args.adversarial >= 0.0 && args.adversarial.is_finite()) {
         bail!("--adversarial must be a finite weight of 0 or more, got {}", args.adversarial);
     }
@@ -116,12 +128,14 @@ pub fn run(args: &TrainArgs, global: &Global) -> Result<()> {
         init_from: args.init_from.clone(),
         grow_decoder: args.grow_decoder,
         grow_encoder: args.grow_encoder,
+        accumulate_phase: args.accumulate_phase,
         steps: args.steps,
         batch: args.batch,
         learning_rate: args.lr,
         loss_floor: args.loss_floor,
         phase_weight: args.phase_loss,
         intelligibility_weight: args.stoi_loss,
+        consistency_weight: args.consistency_loss,
         adversarial_weight: args.adversarial,
         seed: args.seed,
         checkpoint_minutes: args.checkpoint_minutes,
@@ -171,6 +185,7 @@ where
                     log.waveform,
                     log.phase.map(|p| format!(" phase {p:.3}")).unwrap_or_default()
                         + &log.intelligibility.map(|i| format!(" stoi {i:.3}")).unwrap_or_default()
+                        + &log.consistency.map(|c| format!(" disagree {c:.3}")).unwrap_or_default()
                         + &log.adversarial.map(|a| format!(" adv {a:.3}")).unwrap_or_default()
                         + &log.feature_matching.map(|f| format!(" fm {f:.3}")).unwrap_or_default()
                         + &log.critic.map(|c| format!(" critic {c:.3}")).unwrap_or_default(),

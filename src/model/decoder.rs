@@ -102,12 +102,45 @@ impl<B: Backend> Decoder<B> {
         }
     }
 
+    /// This decoder predicting each frame's phase as a change from the last frame's, its
+    /// phase outputs reset to no change (every bin advancing like a steady tone at its
+    /// centre frequency), its magnitudes as they were: a trained decoder whose phase is
+    /// learned anew.
+    pub fn with_phase_accumulated(mut self) -> Self {
+        let bins = self.synthesis.dims()[0] / 2;
+        let device = self.synthesis.device();
+        let magnitudes_only: Vec<f32> = (0..2 * bins).map(|i| if i < bins { 1.0 } else { 0.0 }).collect();
+        let mask = Tensor::<B, 1>::from_data(TensorData::new(magnitudes_only, [2 * bins]), &device);
+        let weight_mask = mask.clone().reshape([1, 2 * bins]);
+        self.head.weight = self.head.weight.map(|w| w * weight_mask);
+        self.head.bias = self.head.bias.map(|b| b.map(|b| b * mask));
+        self.accumulated_phase = true;
+        self
+    }
+
     /// This decoder with `extra` more blocks (sized by `stack`) after its own, each starting
     /// as the identity, so a trained decoder gains capacity without losing what it learned.
     pub fn with_blocks_added(mut self, extra: usize, stack: &ConvNextConfig, device: &B::Device) -> Self {
         self.blocks.extend((0..extra).map(|_| ConvNextBlock::identity(stack.dim, stack.hidden, stack.kernel, device)));
         self
     }
+}
+
+/// [`Decoder::decode_with_disagreement`]'s measure on windowed frames `[batch, frames,
+/// 2 * hop]`. With the periodic Hann window the gain of frame t over its overlap with frame
+/// t − 1 is w and that of frame t − 1 is 1 − w, so (1 − w)·(w·x_t) − w·((1 − w)·x_(t−1)) is
+/// the frames' difference weighted by both gains.
+fn frame_disagreement<B: Backend>(windows: Tensor<B, 3>, hop: usize) -> Tensor<B, 1> {
+    let frames = windows.dims()[1];
+    let n = (2 * hop) as f64;
+    let gains: Vec<f32> = (0..hop).map(|t| (0.5 - 0.5 * (2.0 * PI * t as f64 / n).cos()) as f32).collect();
+    let fade_in = Tensor::<B, 3>::from_data(TensorData::new(gains, [1, 1, hop]), &windows.device());
+    let fade_out = fade_in.clone().neg().add_scalar(1.0);
+    let later = windows.clone().narrow(1, 1, frames - 1).narrow(2, 0, hop) * fade_out;
+    let earlier = windows.narrow(1, 0, frames - 1).narrow(2, hop, hop) * fade_in;
+    let difference = (later.clone() - earlier.clone()).powi_scalar(2).sum_dim(2).sum_dim(1);
+    let energy = (later.powi_scalar(2) + earlier.powi_scalar(2)).sum_dim(2).sum_dim(1);
+    (difference / energy.add_scalar(1e-12)).mean()
 }
 
 /// `(-1)^(k * t)` for bin `k` of frame `t` (counted from an even or odd first frame),
@@ -153,6 +186,28 @@ impl<B: Backend> Streaming<B> for Decoder<B> {
     }
 
     fn step(&self, latents: Tensor<B, 3>, state: &mut Self::State) -> Tensor<B, 3> {
+        let windows = self.windows(latents, state);
+        self.overlap_add(windows, state)
+    }
+}
+
+impl<B: Backend> Decoder<B> {
+    /// Decodes a whole sequence from a fresh state, and measures how much neighbouring
+    /// frames disagree on the samples they share: the squared difference of the two frames
+    /// over each overlap, each weighted by both cross-fade gains, relative to their energy;
+    /// mean over the batch. 0 when the frames form a consistent spectrogram (each overlap
+    /// holds one signal), about 1 when they are unrelated: the partial cancellation of
+    /// incoherent phase, which magnitude losses see only after the overlap-add.
+    pub(crate) fn decode_with_disagreement(&self, latents: Tensor<B, 3>) -> (Tensor<B, 3>, Tensor<B, 1>) {
+        let batch = latents.dims()[0];
+        let mut state = self.init_state(batch, &latents.device());
+        let windows = self.windows(latents, &mut state);
+        let disagreement = frame_disagreement(windows.clone(), self.hop);
+        (self.overlap_add(windows, &mut state), disagreement)
+    }
+
+    /// The windowed synthesis frames `[batch, frames, 2 * hop]` of `latents`.
+    fn windows(&self, latents: Tensor<B, 3>, state: &mut DecoderState<B>) -> Tensor<B, 3> {
         let mut x = self.input.step(latents, &mut state.input);
         for (block, block_state) in self.blocks.iter().zip(&mut state.blocks) {
             x = block.step(x, block_state);
@@ -175,7 +230,12 @@ impl<B: Backend> Streaming<B> for Decoder<B> {
         let real = magnitude.clone() * phase.clone().cos();
         let imaginary = magnitude * phase.sin();
         let rows = Tensor::cat(vec![real, imaginary], 2).reshape([batch * frames, 2 * bins]);
-        let windows = matmul(rows, self.synthesis.clone()).reshape([batch, frames, 2 * self.hop]);
+        matmul(rows, self.synthesis.clone()).reshape([batch, frames, 2 * self.hop])
+    }
+
+    /// Overlap-adds windowed frames onto the carried second half of the last frame.
+    fn overlap_add(&self, windows: Tensor<B, 3>, state: &mut DecoderState<B>) -> Tensor<B, 3> {
+        let [batch, frames, _] = windows.dims();
         let heads = windows.clone().narrow(2, 0, self.hop);
         let tails = windows.narrow(2, self.hop, self.hop);
         let previous = previous_frames(tails, &mut state.overlap);
@@ -234,6 +294,73 @@ mod tests {
         let grown = decoder.with_blocks_added(2, &config.decoder, &device);
         assert_eq!(grown.blocks.len(), 3);
         assert_eq!(decode(&grown), before);
+    }
+
+    /// Frames `[1, frames, 2 * hop]` cut from `signal` every `hop` samples and windowed.
+    fn windowed_frames(signal: &[f32], hop: usize) -> Tensor<Flex, 3> {
+        let frames = signal.len() / hop - 1;
+        let window = |t: usize| (0.5 - 0.5 * (2.0 * PI * t as f64 / (2 * hop) as f64).cos()) as f32;
+        let data: Vec<f32> =
+            (0..frames).flat_map(|f| (0..2 * hop).map(move |t| signal[f * hop + t] * window(t))).collect();
+        Tensor::from_data(TensorData::new(data, [1, frames, 2 * hop]), &Default::default())
+    }
+
+    #[test]
+    fn frames_of_one_signal_agree_and_unrelated_frames_do_not() {
+        let hop = 40;
+        let tone: Vec<f32> = (0..hop * 30).map(|t| (t as f32 * 0.37).sin() + 0.5 * (t as f32 * 1.91).cos()).collect();
+        let agreeing = frame_disagreement(windowed_frames(&tone, hop), hop).into_scalar();
+        assert!(agreeing < 1e-6, "one signal's frames disagree by {agreeing}");
+        // Each frame from the same tone restarted at its own phase: steady magnitudes, the
+        // incoherent phase the measure is for.
+        let data: Vec<f32> = (0..29)
+            .flat_map(|f| {
+                let offset = (f * f) as f32 * 1.7;
+                (0..2 * hop).map(move |t| {
+                    let w = (0.5 - 0.5 * (2.0 * PI * t as f64 / (2 * hop) as f64).cos()) as f32;
+                    w * (t as f32 * 0.37 + offset).sin()
+                })
+            })
+            .collect();
+        let restarted = Tensor::<Flex, 3>::from_data(TensorData::new(data, [1, 29, 2 * hop]), &Default::default());
+        let disagreeing = frame_disagreement(restarted, hop).into_scalar();
+        assert!(disagreeing > 0.5, "restarted frames disagree by only {disagreeing}");
+    }
+
+    #[test]
+    fn measuring_disagreement_decodes_the_same_samples() {
+        let config = tiny_config(false);
+        let device = Default::default();
+        let decoder = Decoder::<Flex>::new(&config, &device);
+        let latents = Tensor::<Flex, 3>::random([2, 6, config.latent_dim], Distribution::Normal(0.0, 1.0), &device);
+        let streamed = decoder.step(latents.clone(), &mut decoder.init_state(2, &device));
+        let (measured, disagreement) = decoder.decode_with_disagreement(latents);
+        streamed.into_data().assert_approx_eq::<f32>(&measured.into_data(), Default::default());
+        let disagreement = disagreement.into_scalar();
+        assert!(disagreement.is_finite() && disagreement > 0.0, "untrained frames disagree by {disagreement}");
+    }
+
+    #[test]
+    fn switching_to_accumulated_phase_keeps_magnitudes_and_starts_coherent() {
+        let config = tiny_config(false);
+        let device = Default::default();
+        let decoder = Decoder::<Flex>::new(&config, &device);
+        // A steady input: after the first few frames every frame gets the same spectrum.
+        let latents = Tensor::<Flex, 3>::random([1, 1, config.latent_dim], Distribution::Normal(0.0, 1.0), &device)
+            .repeat_dim(1, 40);
+        let steady_disagreement = |decoder: &Decoder<Flex>| {
+            let windows = decoder.windows(latents.clone(), &mut decoder.init_state(1, &device));
+            frame_disagreement(windows.narrow(1, 20, 20), decoder.hop).into_scalar()
+        };
+        let bins = decoder.synthesis.dims()[0] / 2;
+        let magnitudes = |decoder: &Decoder<Flex>| decoder.head.weight.val().narrow(1, 0, bins).into_data();
+        let before = (steady_disagreement(&decoder), magnitudes(&decoder));
+        let switched = decoder.with_phase_accumulated();
+        assert!(switched.accumulated_phase);
+        magnitudes(&switched).assert_eq(&before.1, true);
+        let after = steady_disagreement(&switched);
+        assert!(before.0 > 0.3, "a random head's repeated frame disagrees with itself by only {}", before.0);
+        assert!(after < 1e-4, "frames with no phase change disagree by {after}");
     }
 
     #[test]

@@ -86,6 +86,9 @@ pub struct TrainOptions {
     pub grow_decoder: usize,
     /// Blocks added to the spectral encoder of the `init_from` weights, likewise.
     pub grow_encoder: usize,
+    /// Switch the `init_from` weights' decoder to accumulated phase, its phase outputs
+    /// reset to no change ([`crate::model::decoder::Decoder::with_phase_accumulated`]).
+    pub accumulate_phase: bool,
     /// Stop after this step.
     pub steps: u64,
     /// Crops per batch.
@@ -101,6 +104,9 @@ pub struct TrainOptions {
     pub phase_weight: f64,
     /// Weight of the intelligibility loss in the total (0: not computed).
     pub intelligibility_weight: f64,
+    /// Weight of the frame-consistency loss: how much the decoder's overlapping synthesis
+    /// frames disagree on the samples they share (0: not computed). Shipped design only.
+    pub consistency_weight: f64,
     /// Weight of the adversarial and feature-matching losses against a critic trained
     /// alongside (0: no critic). Shipped design only.
     pub adversarial_weight: f64,
@@ -133,6 +139,8 @@ pub struct StepLog {
     pub phase: Option<f32>,
     /// Intelligibility loss, when trained on.
     pub intelligibility: Option<f32>,
+    /// Frame disagreement of the decoder, when trained on.
+    pub consistency: Option<f32>,
     /// Adversarial loss of the decoder (decoded audio's critic scores toward 1), when
     /// trained on.
     pub adversarial: Option<f32>,
@@ -189,6 +197,9 @@ fn learning_rate(peak: f64, step: u64, total: u64) -> f64 {
 struct Forward<B: Backend> {
     reconstruction: Tensor<B, 2>,
     commitment: Tensor<B, 1>,
+    /// How much the decoder's overlapping frames disagree, when measured
+    /// (`Decoder::decode_with_disagreement`).
+    disagreement: Option<Tensor<B, 1>>,
     codes: Vec<Vec<i64>>,
     residuals: Vec<Vec<f32>>,
 }
@@ -229,18 +240,21 @@ fn forward_factorized<B: Backend>(
     Forward {
         reconstruction: decoded.reshape([batch, len]),
         commitment: quantized.loss,
+        disagreement: None,
         codes: quantized.codes,
         residuals: quantized.projected,
     }
 }
 
 /// The forward pass with the EMA codebooks, which must all be initialised
-/// ([`initialise_codebooks`]).
+/// ([`initialise_codebooks`]); with `measure_disagreement`, the model's decoder also
+/// measures how much its frames disagree.
 fn forward<B: Backend>(
     model: &Model<B>,
     transposed: Option<&TransposedDecoder<B>>,
     audio: Tensor<B, 3>,
     stages: usize,
+    measure_disagreement: bool,
 ) -> Forward<B> {
     let [batch, len, _] = audio.dims();
     let device = audio.device();
@@ -263,8 +277,15 @@ fn forward<B: Backend>(
     let error = flat.clone() - quantized.clone();
     let commitment = (error.clone() * error).mean();
     let straight_through = flat.clone() + (quantized - flat).detach();
-    let decoded = decode(model, transposed, straight_through.reshape([batch, frames, dim]));
-    Forward { reconstruction: decoded.reshape([batch, len]), commitment, codes, residuals }
+    let latents = straight_through.reshape([batch, frames, dim]);
+    let (decoded, disagreement) = match (transposed, measure_disagreement) {
+        (None, true) => {
+            let (decoded, disagreement) = model.decoder.decode_with_disagreement(latents);
+            (decoded.reshape([batch, len]), Some(disagreement))
+        }
+        _ => (decode(model, transposed, latents), None),
+    };
+    Forward { reconstruction: decoded.reshape([batch, len]), commitment, disagreement, codes, residuals }
 }
 
 /// Initialises the EMA codebooks of a new run from the residuals of `audio` `[batch, len]`
@@ -353,7 +374,7 @@ fn scalar<B: Backend>(t: Tensor<B, 1>) -> f32 {
 /// The weighted sum that training minimises.
 fn total_loss<B: Backend>(
     terms: &Losses<B>,
-    commitment: &Tensor<B, 1>,
+    (commitment, disagreement): (&Tensor<B, 1>, Option<&Tensor<B, 1>>),
     quantizer_weight: f64,
     weights: OptionalWeights,
 ) -> Tensor<B, 1> {
@@ -368,6 +389,9 @@ fn total_loss<B: Backend>(
     if let Some(intelligibility) = &terms.intelligibility {
         total = total + intelligibility.clone().mul_scalar(weights.intelligibility);
     }
+    if let Some(disagreement) = disagreement {
+        total = total + disagreement.clone().mul_scalar(weights.consistency);
+    }
     total
 }
 
@@ -376,6 +400,7 @@ fn total_loss<B: Backend>(
 struct OptionalWeights {
     phase: f64,
     intelligibility: f64,
+    consistency: f64,
     adversarial: f64,
 }
 
@@ -397,12 +422,13 @@ struct LossFigures {
     waveform: f32,
     phase: Option<f32>,
     intelligibility: Option<f32>,
+    consistency: Option<f32>,
     adversarial: Option<AdversarialFigures>,
     commitment: f32,
 }
 
 impl LossFigures {
-    fn of<B: Backend>(terms: &Losses<B>, commitment: &Tensor<B, 1>, total: &Tensor<B, 1>) -> Self {
+    fn of<B: Backend>(terms: &Losses<B>, pass: &Forward<B>, total: &Tensor<B, 1>) -> Self {
         Self {
             total: scalar(total.clone()),
             spectral_convergence: scalar(terms.spectral_convergence.clone()),
@@ -411,8 +437,9 @@ impl LossFigures {
             waveform: scalar(terms.waveform.clone()),
             phase: terms.phase.clone().map(scalar),
             intelligibility: terms.intelligibility.clone().map(scalar),
+            consistency: pass.disagreement.clone().map(scalar),
             adversarial: None,
-            commitment: scalar(commitment.clone()),
+            commitment: scalar(pass.commitment.clone()),
         }
     }
 
@@ -425,6 +452,7 @@ impl LossFigures {
         self.waveform += share * other.waveform;
         self.phase = other.phase.map(|p| self.phase.unwrap_or(0.0) + share * p);
         self.intelligibility = other.intelligibility.map(|i| self.intelligibility.unwrap_or(0.0) + share * i);
+        self.consistency = other.consistency.map(|c| self.consistency.unwrap_or(0.0) + share * c);
         self.adversarial = other.adversarial.map(|o| {
             let sum = self.adversarial.unwrap_or_default();
             AdversarialFigures {
@@ -474,9 +502,10 @@ fn train_shard<B: AutodiffBackend>(
 ) -> ShardResult {
     let audio = Tensor::<B, 3>::from_data(TensorData::new(samples.to_vec(), [crops, shape.crop, 1]), device);
     let target = audio.clone().reshape([crops, shape.crop]);
-    let pass = forward(model, None, audio, shape.stages);
-    let (terms, predicted_spectra, target_spectra) = loss.losses_and_spectra(pass.reconstruction, target);
-    let mut total = total_loss(&terms, &pass.commitment, COMMITMENT_WEIGHT, shape.weights);
+    let pass = forward(model, None, audio, shape.stages, shape.weights.consistency > 0.0);
+    let (terms, predicted_spectra, target_spectra) = loss.losses_and_spectra(pass.reconstruction.clone(), target);
+    let quantizer_terms = (&pass.commitment, pass.disagreement.as_ref());
+    let mut total = total_loss(&terms, quantizer_terms, COMMITMENT_WEIGHT, shape.weights);
     let share = crops as f32 / shape.crops as f32;
     let mut critic_grads = None;
     let mut adversarial_figures = None;
@@ -496,9 +525,8 @@ fn train_shard<B: AutodiffBackend>(
         });
         total = total + (adversarial + matching).mul_scalar(shape.weights.adversarial);
     }
-    let figures = shape
-        .log
-        .then(|| LossFigures { adversarial: adversarial_figures, ..LossFigures::of(&terms, &pass.commitment, &total) });
+    let figures =
+        shape.log.then(|| LossFigures { adversarial: adversarial_figures, ..LossFigures::of(&terms, &pass, &total) });
     let mut gradients = total.mul_scalar(share).backward();
     let grads = GradientsParams::from_module(&mut gradients, model);
     ShardResult { grads, critic_grads, share, figures, codes: pass.codes, residuals: pass.residuals }
@@ -572,10 +600,11 @@ pub fn train<B: AutodiffBackend>(
             out.display()
         )));
     }
-    if options.grow_decoder + options.grow_encoder > 0 && (previous.is_some() || options.init_from.is_none()) {
+    let reshapes = options.grow_decoder + options.grow_encoder > 0 || options.accumulate_phase;
+    if reshapes && (previous.is_some() || options.init_from.is_none()) {
         return Err(Error::InvalidArgument(
-            "--grow-decoder and --grow-encoder grow the weights of --init-from for a new run; a run's own size is \
-             fixed by its config"
+            "--grow-decoder, --grow-encoder and --accumulate-phase change the weights of --init-from for a new run; \
+             a run's own design is fixed by its config"
                 .into(),
         ));
     }
@@ -588,6 +617,20 @@ pub fn train<B: AutodiffBackend>(
         (None, Some(w)) => {
             let mut config = w.config().clone();
             config.decoder.blocks += options.grow_decoder;
+            if options.accumulate_phase {
+                if config.accumulated_phase {
+                    return Err(Error::InvalidArgument(
+                        "--accumulate-phase: these weights already accumulate phase".into(),
+                    ));
+                }
+                if config.transposed_decoder {
+                    return Err(Error::InvalidArgument(
+                        "--accumulate-phase needs the inverse-STFT decoder; these weights use the transposed one"
+                            .into(),
+                    ));
+                }
+                config.accumulated_phase = true;
+            }
             if options.grow_encoder > 0 {
                 let Some(stack) = config.spectral_encoder.as_mut() else {
                     return Err(Error::InvalidArgument(
@@ -603,13 +646,18 @@ pub fn train<B: AutodiffBackend>(
     let config = state.config.clone();
     config.validate().map_err(Error::InvalidArgument)?;
     let comparison_design = config.codebook_dim > 0 || config.transposed_decoder;
-    if options.workers > 1 && comparison_design {
-        report(Event::OneWorker);
-    }
     if options.adversarial_weight > 0.0 && comparison_design {
         return Err(Error::InvalidArgument(
             "adversarial training is for the shipped design only; drop --adversarial for a comparison run".into(),
         ));
+    }
+    if options.consistency_weight > 0.0 && comparison_design {
+        return Err(Error::InvalidArgument(
+            "the consistency loss is for the shipped design only; drop --consistency-loss for a comparison run".into(),
+        ));
+    }
+    if options.workers > 1 && comparison_design {
+        report(Event::OneWorker);
     }
 
     let (train_corpus, validation_corpus) =
@@ -630,6 +678,7 @@ pub fn train<B: AutodiffBackend>(
     let optional_weights = OptionalWeights {
         phase: options.phase_weight,
         intelligibility: options.intelligibility_weight,
+        consistency: options.consistency_weight,
         adversarial: options.adversarial_weight,
     };
     let valid_loss = SpectralLoss::<B::InnerBackend>::new(config.sample_rate, DEFAULT_FLOOR, &device);
@@ -648,6 +697,9 @@ pub fn train<B: AutodiffBackend>(
     } else if let Some(w) = &start_weights {
         model = w.build::<B>(&device)?;
         model.decoder = model.decoder.with_blocks_added(options.grow_decoder, &config.decoder, &device);
+        if options.accumulate_phase {
+            model.decoder = model.decoder.with_phase_accumulated();
+        }
         if let Some(stack) = &config.spectral_encoder {
             model.encoder = model.encoder.with_blocks_added(options.grow_encoder, stack, &device);
         }
@@ -800,11 +852,11 @@ pub fn train<B: AutodiffBackend>(
                 Some((quantizer, _, _)) => {
                     (forward_factorized(&model, transposed_decoder(&transposed), quantizer, audio, stages), 1.0)
                 }
-                None => (forward(&model, transposed_decoder(&transposed), audio, stages), COMMITMENT_WEIGHT),
+                None => (forward(&model, transposed_decoder(&transposed), audio, stages, false), COMMITMENT_WEIGHT),
             };
-            let terms = loss.losses(pass.reconstruction, target);
-            let total = total_loss(&terms, &pass.commitment, quantizer_weight, optional_weights);
-            let figures = log.then(|| LossFigures::of(&terms, &pass.commitment, &total));
+            let terms = loss.losses(pass.reconstruction.clone(), target);
+            let total = total_loss(&terms, (&pass.commitment, None), quantizer_weight, optional_weights);
+            let figures = log.then(|| LossFigures::of(&terms, &pass, &total));
             let mut gradients = total.backward();
             let grads = GradientsParams::from_module(&mut gradients, &model);
             model = optimizer.step(lr, model, grads);
@@ -846,6 +898,7 @@ pub fn train<B: AutodiffBackend>(
                 waveform: figures.waveform,
                 phase: figures.phase,
                 intelligibility: figures.intelligibility,
+                consistency: figures.consistency,
                 adversarial: figures.adversarial.map(|a| a.adversarial),
                 feature_matching: figures.adversarial.map(|a| a.feature_matching),
                 critic: figures.adversarial.map(|a| a.critic),
@@ -1001,7 +1054,7 @@ mod tests {
         let mut ema = EmaCodebooks::new(config.max_stages, config.codebook_size, config.latent_dim);
         let mut rng = StdRng::seed_from_u64(3);
         initialise_codebooks(&mut model, &mut ema, &samples, [crops, crop], (&config, &device), &mut rng);
-        let weights = OptionalWeights { phase: 0.0, intelligibility: 0.0, adversarial: 0.5 };
+        let weights = OptionalWeights { phase: 0.0, intelligibility: 0.0, consistency: 0.5, adversarial: 0.5 };
         let shape = Shape { crops, crop, stages: 2, weights, log: false };
         let critic = adversarial.then(|| Critic::<B>::new(&loss.resolutions(), &device));
 
