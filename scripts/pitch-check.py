@@ -16,8 +16,11 @@ input's normalised peak exceeds 0.6 (clearly voiced); printed: the input's and t
 mean peak (periodicity) and the share of those frames whose output pitch is within 5 % of
 the input's.
 
-Needs numpy (and sox for --speech).
-Usage: scripts/pitch-check.py --tokenwave T [--kbps 6] [--speech F...] --model M [--model M2...]
+--opus K adds Opus at K kbps (opusenc / opusdec, which removes the codec's delay) as a
+reference row.
+
+Needs numpy (sox for --speech, opus-tools for --opus).
+Usage: scripts/pitch-check.py --tokenwave T [--kbps 6] [--opus 6] [--speech F...] --model M...
 """
 import argparse
 import os
@@ -106,6 +109,7 @@ def main():
     parser.add_argument("--kbps", default="6")
     parser.add_argument("--speech", nargs="*", default=[], help="speech files for the pitch track")
     parser.add_argument("--model", action="append", required=True, help="weights; repeat to compare")
+    parser.add_argument("--opus", help="also Opus at this bitrate (kbps)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         src, out = os.path.join(tmp, "in.wav"), os.path.join(tmp, "out.wav")
@@ -120,11 +124,21 @@ def main():
             subprocess.run(command + ["--kbps", args.kbps, "-q"], check=True)
             return read_wav(out)
 
+        def opus(samples):
+            write_wav(src, samples)
+            coded = os.path.join(tmp, "coded.opus")
+            subprocess.run(["opusenc", "--quiet", "--bitrate", args.opus, src, coded], check=True)
+            subprocess.run(["opusdec", "--quiet", "--rate", str(RATE), coded, out], check=True)
+            return read_wav(out)
+
         rows = [("input", [shares(tone(f0), f0) for f0 in F0S], speech and pitch_agreement(zip(speech, speech)))]
         for model in args.model:
             scores = [shares(roundtrip(model, tone(f0)), f0) for f0 in F0S]
             track = speech and pitch_agreement([(clip, roundtrip(model, clip)) for clip in speech])
             rows.append((os.path.basename(model), scores, track))
+        if args.opus:
+            scores = [shares(opus(tone(f0)), f0) for f0 in F0S]
+            rows.append((f"opus {args.opus} kbps", scores, speech and pitch_agreement([(c, opus(c)) for c in speech])))
     header = "  ".join(f"{f0:>5.0f} Hz: f0  50Hz" for f0 in F0S)
     speech_header = "  speech: frames  period. in/out  pitch within 5 %" if args.speech else ""
     print(f"{'system':32s}  {header}{speech_header}")
