@@ -10,6 +10,9 @@ runs repeat exactly):
   codec2 M          sox to 8 kHz raw, c2enc M, c2dec M, sox back to 16 kHz
   true-mag/random   the reference's own magnitudes (640-sample Hann frames, hop 320: the
                     decoder's frame) with random phase: perfect magnitudes, no phase
+  ... /true-phase   with --phase-bound, each tokenwave output's magnitudes in the same
+                    frames with the reference's phase: what a decoder that got the phase
+                    (and so the pitch) right could score with the magnitudes it makes now
 Prints each system's mean and its paired difference from the first system.
 
 Needs sox, opus-tools, codec2, numpy, scipy and pesq (pip install numpy scipy pesq).
@@ -44,6 +47,13 @@ def random_phase(reference, rng):
     return istft(np.abs(spectrum) * phase, nperseg=640, noverlap=320)[1]
 
 
+def with_phase_of(decoded, reference):
+    n = min(len(decoded), len(reference))
+    _, _, ours = stft(decoded[:n], nperseg=640, noverlap=320)
+    _, _, theirs = stft(reference[:n], nperseg=640, noverlap=320)
+    return istft(np.abs(ours) * np.exp(1j * np.angle(theirs)), nperseg=640, noverlap=320)[1]
+
+
 def systems(args, ref, work):
     """(name, decoded samples) for every system on one reference WAV."""
     out = os.path.join(work, "out.wav")
@@ -51,6 +61,8 @@ def systems(args, ref, work):
         for kbps in args.kbps:
             run(args.tokenwave, "--threads", "1", "-q", "--model", model, "roundtrip", "--kbps", kbps, ref, out)
             yield f"tokenwave {kbps} ({os.path.basename(model)})", read(out)
+            if args.phase_bound:
+                yield f"tokenwave {kbps} ({os.path.basename(model)})/true-phase", with_phase_of(read(out), read(ref))
     for kbps in args.opus:
         encoded = os.path.join(work, "x.opus")
         run("opusenc", "--quiet", "--bitrate", kbps, ref, encoded)
@@ -77,6 +89,7 @@ def main():
     parser.add_argument("--kbps", default="3", type=split, help="tokenwave rates, e.g. 1.5,3,6")
     parser.add_argument("--opus", default="6,9,12", type=split, help="Opus rates (kbps); '' for none")
     parser.add_argument("--codec2", default="1600,3200", type=split, help="Codec2 modes; '' for none")
+    parser.add_argument("--phase-bound", action="store_true", help="also each output's magnitudes, true phase")
     parser.add_argument("clips", nargs="+")
     args = parser.parse_args()
 
