@@ -12,6 +12,7 @@ use burn::tensor::{Tensor, TensorData, backend::Backend};
 use super::config::{ConvNextConfig, ModelConfig};
 use super::conv::{CausalConv1d, ConvState, DepthwiseConv1d, Streaming, previous_frames};
 use super::matmul::{linear, matmul};
+use super::spectral::periodic_hann;
 
 /// Log-magnitudes are clamped here before `exp`, so an untrained head cannot overflow.
 const MAX_LOG_MAGNITUDE: f64 = 6.0;
@@ -132,8 +133,7 @@ impl<B: Backend> Decoder<B> {
 /// the frames' difference weighted by both gains.
 fn frame_disagreement<B: Backend>(windows: Tensor<B, 3>, hop: usize) -> Tensor<B, 1> {
     let frames = windows.dims()[1];
-    let n = (2 * hop) as f64;
-    let gains: Vec<f32> = (0..hop).map(|t| (0.5 - 0.5 * (2.0 * PI * t as f64 / n).cos()) as f32).collect();
+    let gains: Vec<f32> = (0..hop).map(|t| periodic_hann(t, 2 * hop) as f32).collect();
     let fade_in = Tensor::<B, 3>::from_data(TensorData::new(gains, [1, 1, hop]), &windows.device());
     let fade_out = fade_in.clone().neg().add_scalar(1.0);
     let later = windows.clone().narrow(1, 1, frames - 1).narrow(2, 0, hop) * fade_out;
@@ -163,7 +163,7 @@ fn synthesis_basis<B: Backend>(n_fft: usize, device: &B::Device) -> Tensor<B, 2>
     for k in 0..bins {
         let weight = if k == 0 || k == bins - 1 { 1.0 } else { 2.0 };
         for t in 0..n_fft {
-            let window = 0.5 - 0.5 * (2.0 * PI * t as f64 / n).cos();
+            let window = periodic_hann(t, n_fft);
             let angle = 2.0 * PI * ((k * t) % n_fft) as f64 / n;
             basis[k * n_fft + t] = (window * weight * angle.cos() / n) as f32;
             basis[(bins + k) * n_fft + t] = (-window * weight * angle.sin() / n) as f32;
@@ -299,7 +299,7 @@ mod tests {
     /// Frames `[1, frames, 2 * hop]` cut from `signal` every `hop` samples and windowed.
     fn windowed_frames(signal: &[f32], hop: usize) -> Tensor<Flex, 3> {
         let frames = signal.len() / hop - 1;
-        let window = |t: usize| (0.5 - 0.5 * (2.0 * PI * t as f64 / (2 * hop) as f64).cos()) as f32;
+        let window = |t: usize| periodic_hann(t, 2 * hop) as f32;
         let data: Vec<f32> =
             (0..frames).flat_map(|f| (0..2 * hop).map(move |t| signal[f * hop + t] * window(t))).collect();
         Tensor::from_data(TensorData::new(data, [1, frames, 2 * hop]), &Default::default())
@@ -316,10 +316,7 @@ mod tests {
         let data: Vec<f32> = (0..29)
             .flat_map(|f| {
                 let offset = (f * f) as f32 * 1.7;
-                (0..2 * hop).map(move |t| {
-                    let w = (0.5 - 0.5 * (2.0 * PI * t as f64 / (2 * hop) as f64).cos()) as f32;
-                    w * (t as f32 * 0.37 + offset).sin()
-                })
+                (0..2 * hop).map(move |t| periodic_hann(t, 2 * hop) as f32 * (t as f32 * 0.37 + offset).sin())
             })
             .collect();
         let restarted = Tensor::<Flex, 3>::from_data(TensorData::new(data, [1, 29, 2 * hop]), &Default::default());

@@ -87,6 +87,12 @@ fn spectrum_bins(window: usize) -> usize {
     window / 2 + 1
 }
 
+/// Sample `t` of the periodic Hann window of `length` samples (the one whose copies a
+/// half-length apart sum to 1).
+pub(crate) fn periodic_hann(t: usize, length: usize) -> f64 {
+    0.5 - 0.5 * (2.0 * PI * t as f64 / length as f64).cos()
+}
+
 /// Periodic Hann window times the real DFT, `[window, 2 bins]`: columns `0..bins` cosines,
 /// then negated sines. Also the training losses' STFT.
 pub(crate) fn analysis_basis<B: Backend>(window: usize, device: &B::Device) -> Tensor<B, 2> {
@@ -94,7 +100,7 @@ pub(crate) fn analysis_basis<B: Backend>(window: usize, device: &B::Device) -> T
     let n = window as f64;
     let mut basis = vec![0f32; window * 2 * bins];
     for t in 0..window {
-        let hann = 0.5 - 0.5 * (2.0 * PI * t as f64 / n).cos();
+        let hann = periodic_hann(t, window);
         for k in 0..bins {
             let angle = 2.0 * PI * ((k * t) % window) as f64 / n;
             basis[t * 2 * bins + k] = (hann * angle.cos()) as f32;
