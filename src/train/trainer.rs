@@ -285,7 +285,7 @@ fn forward<B: Backend>(
         }
         _ => (decode(model, transposed, latents), None),
     };
-    Forward { reconstruction: decoded.reshape([batch, len]), commitment, disagreement, codes, residuals }
+    Forward { reconstruction: decoded, commitment, disagreement, codes, residuals }
 }
 
 /// Initialises the EMA codebooks of a new run from the residuals of `audio` `[batch, len]`
@@ -374,7 +374,7 @@ fn scalar<B: Backend>(t: Tensor<B, 1>) -> f32 {
 /// The weighted sum that training minimises.
 fn total_loss<B: Backend>(
     terms: &Losses<B>,
-    (commitment, disagreement): (&Tensor<B, 1>, Option<&Tensor<B, 1>>),
+    pass: &Forward<B>,
     quantizer_weight: f64,
     weights: OptionalWeights,
 ) -> Tensor<B, 1> {
@@ -382,14 +382,14 @@ fn total_loss<B: Backend>(
         + terms.log_magnitude.clone()
         + terms.mel.clone()
         + terms.waveform.clone().mul_scalar(WAVEFORM_WEIGHT)
-        + commitment.clone().mul_scalar(quantizer_weight);
+        + pass.commitment.clone().mul_scalar(quantizer_weight);
     if let Some(phase) = &terms.phase {
         total = total + phase.clone().mul_scalar(weights.phase);
     }
     if let Some(intelligibility) = &terms.intelligibility {
         total = total + intelligibility.clone().mul_scalar(weights.intelligibility);
     }
-    if let Some(disagreement) = disagreement {
+    if let Some(disagreement) = &pass.disagreement {
         total = total + disagreement.clone().mul_scalar(weights.consistency);
     }
     total
@@ -504,8 +504,7 @@ fn train_shard<B: AutodiffBackend>(
     let target = audio.clone().reshape([crops, shape.crop]);
     let pass = forward(model, None, audio, shape.stages, shape.weights.consistency > 0.0);
     let (terms, predicted_spectra, target_spectra) = loss.losses_and_spectra(pass.reconstruction.clone(), target);
-    let quantizer_terms = (&pass.commitment, pass.disagreement.as_ref());
-    let mut total = total_loss(&terms, quantizer_terms, COMMITMENT_WEIGHT, shape.weights);
+    let mut total = total_loss(&terms, &pass, COMMITMENT_WEIGHT, shape.weights);
     let share = crops as f32 / shape.crops as f32;
     let mut critic_grads = None;
     let mut adversarial_figures = None;
@@ -855,7 +854,7 @@ pub fn train<B: AutodiffBackend>(
                 None => (forward(&model, transposed_decoder(&transposed), audio, stages, false), COMMITMENT_WEIGHT),
             };
             let terms = loss.losses(pass.reconstruction.clone(), target);
-            let total = total_loss(&terms, (&pass.commitment, None), quantizer_weight, optional_weights);
+            let total = total_loss(&terms, &pass, quantizer_weight, optional_weights);
             let figures = log.then(|| LossFigures::of(&terms, &pass, &total));
             let mut gradients = total.backward();
             let grads = GradientsParams::from_module(&mut gradients, &model);
