@@ -43,6 +43,24 @@ fn train(dir: &TempDir, data: &str, extra: &[&str]) -> Command {
     cmd
 }
 
+/// A directory with training data and untrained weights of the tiny model to start from.
+fn warm_start_fixture() -> (TempDir, String, std::path::PathBuf) {
+    let dir = TempDir::new().unwrap();
+    let data = data(&dir);
+    let weights = dir.path().join("start.safetensors");
+    let out =
+        Command::new(BIN).arg("init-model").arg(&weights).arg("--config").arg(tiny_config(&dir)).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (dir, data, weights)
+}
+
+/// `tokenwave train` on `data` into `out_dir`, batch 2, quiet, plus `extra`.
+fn train_quietly(data: &str, out_dir: &Path, extra: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["train", "--data", data, "--out"]).arg(out_dir).args(["--batch", "2", "-q"]).args(extra);
+    cmd.stdin(Stdio::null()).output().unwrap()
+}
+
 /// `tokenwave roundtrip` of a speech sample at two stages succeeds with `model`.
 fn assert_round_trips(model: &Path, dir: &TempDir) {
     let out = Command::new(BIN)
@@ -327,18 +345,9 @@ fn a_new_run_can_grow_the_encoder_and_decoder_of_trained_weights() {
 
 #[test]
 fn trained_weights_can_switch_to_accumulated_phase_and_train_frame_consistency() {
-    let dir = TempDir::new().unwrap();
-    let data = data(&dir);
-    let weights = dir.path().join("start.safetensors");
-    let out =
-        Command::new(BIN).arg("init-model").arg(&weights).arg("--config").arg(tiny_config(&dir)).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (dir, data, weights) = warm_start_fixture();
     let run = dir.path().join("run");
-    let train = |out_dir: &Path, extra: &[&str]| {
-        let mut cmd = Command::new(BIN);
-        cmd.args(["train", "--data", &data, "--out"]).arg(out_dir).args(["--batch", "2", "-q"]).args(extra);
-        cmd.stdin(Stdio::null()).output().unwrap()
-    };
+    let train = |out_dir: &Path, extra: &[&str]| train_quietly(&data, out_dir, extra);
     let start = weights.to_str().unwrap();
     refused_with(
         train(&run, &["--init-from", start, "--consistency-loss", "-1", "--steps", "2"]),
@@ -380,4 +389,42 @@ fn trained_weights_can_switch_to_accumulated_phase_and_train_frame_consistency()
         cmd.args(["--batch", "2", "--steps", "2", "--consistency-loss", "1", "-q"]).output().unwrap(),
         "shipped",
     );
+}
+
+#[test]
+fn trained_weights_can_gain_a_harmonic_source_that_learns_pitch() {
+    let (dir, data, weights) = warm_start_fixture();
+    let run = dir.path().join("run");
+    let train = |out_dir: &Path, extra: &[&str]| train_quietly(&data, out_dir, extra);
+    let start = weights.to_str().unwrap();
+    let out = train(&run, &["--add-harmonics", "8", "--steps", "2"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--init-from"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(checkpoint_step(&run), None, "a refused run leaves no checkpoint");
+
+    let out = train(&run, &["--init-from", start, "--add-harmonics", "8", "--steps", "3"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let state: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(run.join("checkpoint/state.json")).unwrap()).unwrap();
+    assert_eq!(state["config"]["harmonics"], 8);
+    let metrics = fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let pitch: Vec<f64> = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter_map(|s| s["pitch"].as_f64())
+        .collect();
+    // The sample clips are speech: some frames are voiced, so the loss is measured (> 0).
+    assert!(!pitch.is_empty(), "no pitch loss logged: {metrics}");
+    assert!(pitch.iter().all(|p| p.is_finite() && *p > 0.0), "{pitch:?}");
+    let with_source = run.join("model.safetensors");
+    assert_round_trips(&with_source, &dir);
+
+    // Weights with a source cannot gain another, and a run keeps its design.
+    let other = dir.path().join("other");
+    refused_with(train(&other, &["--init-from", with_source.to_str().unwrap(), "--add-harmonics", "8"]), "already");
+    refused_with(
+        train(&run, &["--resume", "--init-from", start, "--add-harmonics", "8", "--steps", "4"]),
+        "--add-harmonics",
+    );
+    assert_eq!(checkpoint_step(&run), Some(3), "the refused resume left the run as it was");
 }

@@ -163,17 +163,31 @@ fn run_cuda(_: Command, _: &Global) -> Result<()> {
 pub(crate) fn cuda_device() -> Result<burn::tensor::Device<tokenwave::CudaBackend>> {
     let device: burn::tensor::Device<tokenwave::CudaBackend> = Default::default();
     let probe_device = device.clone();
+    // burn-cuda may panic on a runtime thread, leaving the caller only a closed channel:
+    // keep the first panic message of any thread, which names the real cause.
+    let first_panic = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
     let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
+    let record = first_panic.clone();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("unknown panic");
+        record.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(|| message.to_owned());
+    }));
     let works = std::panic::catch_unwind(move || {
         let t = burn::tensor::Tensor::<tokenwave::CudaBackend, 1>::ones([4], &probe_device);
         t.sum().into_scalar()
     });
     std::panic::set_hook(hook);
-    match works {
-        Ok(_) => Ok(device),
-        Err(_) => bail!("no usable CUDA GPU (driver or device missing); run without --device cuda to use the CPU"),
+    if works.is_ok() {
+        return Ok(device);
     }
+    let reason = first_panic.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let reason = reason.as_deref().and_then(|m| m.lines().next()).unwrap_or("driver or device missing").to_owned();
+    bail!("no usable CUDA GPU ({reason}); run without --device cuda to use the CPU")
 }
 
 fn dispatch<B: Backend>(command: Command, global: &Global, device: B::Device) -> Result<()> {

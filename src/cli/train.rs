@@ -40,6 +40,11 @@ pub struct TrainArgs {
     /// magnitudes are kept, the phase is learned anew.
     #[arg(long, requires = "init_from")]
     accumulate_phase: bool,
+    /// Give the --init-from weights' decoder a harmonic source of K harmonics (an oscillator
+    /// bank at the predicted pitch, trained on a pitch tracker's targets), starting quiet so
+    /// the decoder first sounds as before.
+    #[arg(long, value_name = "K", default_value_t = 0, requires = "init_from")]
+    add_harmonics: usize,
     /// Stop after this many steps in total (also the length of the learning-rate schedule).
     #[arg(long, default_value_t = 200_000)]
     steps: u64,
@@ -129,6 +134,7 @@ pub fn run(args: &TrainArgs, global: &Global) -> Result<()> {
         grow_decoder: args.grow_decoder,
         grow_encoder: args.grow_encoder,
         accumulate_phase: args.accumulate_phase,
+        add_harmonics: args.add_harmonics,
         steps: args.steps,
         batch: args.batch,
         learning_rate: args.lr,
@@ -186,6 +192,7 @@ where
                     log.phase.map(|p| format!(" phase {p:.3}")).unwrap_or_default()
                         + &log.intelligibility.map(|i| format!(" stoi {i:.3}")).unwrap_or_default()
                         + &log.consistency.map(|c| format!(" disagree {c:.3}")).unwrap_or_default()
+                        + &log.pitch.map(|p| format!(" pitch {p:.3}")).unwrap_or_default()
                         + &log.adversarial.map(|a| format!(" adv {a:.3}")).unwrap_or_default()
                         + &log.feature_matching.map(|f| format!(" fm {f:.3}")).unwrap_or_default()
                         + &log.critic.map(|c| format!(" critic {c:.3}")).unwrap_or_default(),

@@ -37,6 +37,10 @@ pub struct ModelConfig {
     /// steady partials stay coherent from frame to frame ([`crate::model::decoder`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub accumulated_phase: bool,
+    /// Harmonics of the decoder's oscillator bank, which carries voiced sound at the
+    /// predicted pitch ([`crate::model::harmonic`]); 0 for none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub harmonics: usize,
     /// Encode with log-magnitude spectra and a ConvNeXt stack at frame rate
     /// ([`crate::model::spectral`]) instead of the waveform convs; `encoder_channels` and
     /// `residual_dilations` are then unused (`strides` still set the hop).
@@ -75,6 +79,7 @@ impl Default for ModelConfig {
             decoder: ConvNextConfig { dim: 256, hidden: 768, blocks: 6, kernel: 7 },
             spectral_encoder: None,
             accumulated_phase: false,
+            harmonics: 0,
         }
     }
 }
@@ -144,6 +149,9 @@ impl ModelConfig {
         }
         if self.codebook_dim >= self.latent_dim {
             return Err("codebook_dim must be 0 (full width) or smaller than latent_dim".into());
+        }
+        if self.harmonics > 256 {
+            return Err("harmonics must be at most 256".into());
         }
         if self.max_stages > 32 {
             return Err("max_stages must be at most 32".into());

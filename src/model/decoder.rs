@@ -11,6 +11,7 @@ use burn::tensor::{Tensor, TensorData, backend::Backend};
 
 use super::config::{ConvNextConfig, ModelConfig};
 use super::conv::{CausalConv1d, ConvState, DepthwiseConv1d, Streaming, previous_frames};
+use super::harmonic::{HarmonicSource, HarmonicState};
 use super::matmul::{linear, matmul};
 use super::spectral::periodic_hann;
 
@@ -61,7 +62,8 @@ impl<B: Backend> Streaming<B> for ConvNextBlock<B> {
 }
 
 /// The whole decoder: latents `[batch, frames, latent_dim]` to samples
-/// `[batch, frames * hop, 1]`.
+/// `[batch, frames * hop, 1]`: the inverse-STFT head's, plus the harmonic source's when the
+/// model has one.
 #[derive(Module, Debug)]
 pub struct Decoder<B: Backend> {
     input: CausalConv1d<B>,
@@ -73,6 +75,7 @@ pub struct Decoder<B: Backend> {
     hop: usize,
     /// Whether the head's phase outputs are frame-to-frame changes (see [`ModelConfig`]).
     accumulated_phase: bool,
+    harmonic: Option<HarmonicSource<B>>,
 }
 
 /// State of the whole [`Decoder`]: conv contexts, the second half of the last frame, and
@@ -84,6 +87,18 @@ pub struct DecoderState<B: Backend> {
     overlap: Tensor<B, 3>,
     phase: Tensor<B, 3>,
     odd_frame: bool,
+    harmonic: Option<HarmonicState<B>>,
+}
+
+/// A training decode: the samples, and what the optional training losses need.
+pub(crate) struct TrainingDecode<B: Backend> {
+    /// `[batch, frames * hop, 1]`.
+    pub audio: Tensor<B, 3>,
+    /// How much neighbouring frames disagree, when asked for ([`frame_disagreement`]).
+    pub disagreement: Option<Tensor<B, 1>>,
+    /// The harmonic source's natural-log pitch per frame `[batch, frames]`, when the model
+    /// has one.
+    pub log_f0: Option<Tensor<B, 2>>,
 }
 
 impl<B: Backend> Decoder<B> {
@@ -100,7 +115,17 @@ impl<B: Backend> Decoder<B> {
             synthesis: synthesis_basis(n_fft, device),
             hop: config.hop(),
             accumulated_phase: config.accumulated_phase,
+            harmonic: (config.harmonics > 0)
+                .then(|| HarmonicSource::new(c.dim, config.harmonics, config.hop(), config.sample_rate, device)),
         }
+    }
+
+    /// This decoder with a new, quiet harmonic source of `harmonics` harmonics beside its
+    /// inverse-STFT head: it sounds as before until training turns the source up.
+    pub fn with_harmonics_added(mut self, harmonics: usize, config: &ModelConfig, device: &B::Device) -> Self {
+        let dim = config.decoder.dim;
+        self.harmonic = Some(HarmonicSource::new(dim, harmonics, config.hop(), config.sample_rate, device));
+        self
     }
 
     /// This decoder predicting each frame's phase as a change from the last frame's, its
@@ -127,7 +152,7 @@ impl<B: Backend> Decoder<B> {
     }
 }
 
-/// [`Decoder::decode_with_disagreement`]'s measure on windowed frames `[batch, frames,
+/// [`Decoder::decode_for_training`]'s measure on windowed frames `[batch, frames,
 /// 2 * hop]`. With the periodic Hann window the gain of frame t over its overlap with frame
 /// t − 1 is w and that of frame t − 1 is 1 − w, so (1 − w)·(w·x_t) − w·((1 − w)·x_(t−1)) is
 /// the frames' difference weighted by both gains.
@@ -182,38 +207,62 @@ impl<B: Backend> Streaming<B> for Decoder<B> {
             overlap: Tensor::zeros([batch, 1, self.hop], device),
             phase: Tensor::zeros([batch, 1, self.hop + 1], device),
             odd_frame: false,
+            harmonic: self.harmonic.as_ref().map(|h| h.init_state(batch, device)),
         }
     }
 
     fn step(&self, latents: Tensor<B, 3>, state: &mut Self::State) -> Tensor<B, 3> {
-        let windows = self.windows(latents, state);
-        self.overlap_add(windows, state)
+        self.decode(latents, state, false).audio
     }
 }
 
 impl<B: Backend> Decoder<B> {
-    /// Decodes a whole sequence from a fresh state, and measures how much neighbouring
-    /// frames disagree on the samples they share: the squared difference of the two frames
-    /// over each overlap, each weighted by both cross-fade gains, relative to their energy;
-    /// mean over the batch. 0 when the frames form a consistent spectrogram (each overlap
-    /// holds one signal), about 1 when they are unrelated: the partial cancellation of
-    /// incoherent phase, which magnitude losses see only after the overlap-add.
-    pub(crate) fn decode_with_disagreement(&self, latents: Tensor<B, 3>) -> (Tensor<B, 3>, Tensor<B, 1>) {
+    /// Decodes a whole sequence from a fresh state, with the harmonic source's pitch and,
+    /// when `measure_disagreement`, how much neighbouring frames disagree on the samples
+    /// they share: the squared difference of the two frames over each overlap, each weighted
+    /// by both cross-fade gains, relative to their energy; mean over the batch. 0 when the
+    /// frames form a consistent spectrogram (each overlap holds one signal), about 1 when
+    /// they are unrelated: the partial cancellation of incoherent phase, which magnitude
+    /// losses see only after the overlap-add.
+    pub(crate) fn decode_for_training(&self, latents: Tensor<B, 3>, measure_disagreement: bool) -> TrainingDecode<B> {
         let batch = latents.dims()[0];
         let mut state = self.init_state(batch, &latents.device());
-        let windows = self.windows(latents, &mut state);
-        let disagreement = frame_disagreement(windows.clone(), self.hop);
-        (self.overlap_add(windows, &mut state), disagreement)
+        self.decode(latents, &mut state, measure_disagreement)
     }
 
-    /// The windowed synthesis frames `[batch, frames, 2 * hop]` of `latents`.
-    fn windows(&self, latents: Tensor<B, 3>, state: &mut DecoderState<B>) -> Tensor<B, 3> {
+    /// Decodes `latents` on from `state`.
+    fn decode(
+        &self,
+        latents: Tensor<B, 3>,
+        state: &mut DecoderState<B>,
+        measure_disagreement: bool,
+    ) -> TrainingDecode<B> {
+        let features = self.trunk(latents, state);
+        let windows = self.windows(features.clone(), state);
+        let disagreement = measure_disagreement.then(|| frame_disagreement(windows.clone(), self.hop));
+        let mut audio = self.overlap_add(windows, state);
+        let mut log_f0 = None;
+        if let (Some(source), Some(source_state)) = (&self.harmonic, state.harmonic.as_mut()) {
+            let (voiced, pitch) = source.step(features, source_state);
+            audio = audio + voiced;
+            log_f0 = Some(pitch);
+        }
+        TrainingDecode { audio, disagreement, log_f0 }
+    }
+
+    /// The normalised output of the ConvNeXt stack `[batch, frames, dim]`, which both heads read.
+    fn trunk(&self, latents: Tensor<B, 3>, state: &mut DecoderState<B>) -> Tensor<B, 3> {
         let mut x = self.input.step(latents, &mut state.input);
         for (block, block_state) in self.blocks.iter().zip(&mut state.blocks) {
             x = block.step(x, block_state);
         }
-        let [batch, frames, _] = x.dims();
-        let spectrum = linear(&self.head, self.norm.forward(x));
+        self.norm.forward(x)
+    }
+
+    /// The windowed synthesis frames `[batch, frames, 2 * hop]` for trunk `features`.
+    fn windows(&self, features: Tensor<B, 3>, state: &mut DecoderState<B>) -> Tensor<B, 3> {
+        let [batch, frames, _] = features.dims();
+        let spectrum = linear(&self.head, features);
         let bins = spectrum.dims()[2] / 2;
         let mut magnitude = spectrum.clone().narrow(2, 0, bins).clamp_max(MAX_LOG_MAGNITUDE).exp();
         let mut phase = spectrum.narrow(2, bins, bins);
@@ -331,7 +380,8 @@ mod tests {
         let decoder = Decoder::<Flex>::new(&config, &device);
         let latents = Tensor::<Flex, 3>::random([2, 6, config.latent_dim], Distribution::Normal(0.0, 1.0), &device);
         let streamed = decoder.step(latents.clone(), &mut decoder.init_state(2, &device));
-        let (measured, disagreement) = decoder.decode_with_disagreement(latents);
+        let decoded = decoder.decode_for_training(latents, true);
+        let (measured, disagreement) = (decoded.audio, decoded.disagreement.expect("asked for"));
         streamed.into_data().assert_approx_eq::<f32>(&measured.into_data(), Default::default());
         let disagreement = disagreement.into_scalar();
         assert!(disagreement.is_finite() && disagreement > 0.0, "untrained frames disagree by {disagreement}");
@@ -346,7 +396,8 @@ mod tests {
         let latents = Tensor::<Flex, 3>::random([1, 1, config.latent_dim], Distribution::Normal(0.0, 1.0), &device)
             .repeat_dim(1, 40);
         let steady_disagreement = |decoder: &Decoder<Flex>| {
-            let windows = decoder.windows(latents.clone(), &mut decoder.init_state(1, &device));
+            let mut state = decoder.init_state(1, &device);
+            let windows = decoder.windows(decoder.trunk(latents.clone(), &mut state), &mut state);
             frame_disagreement(windows.narrow(1, 20, 20), decoder.hop).into_scalar()
         };
         let bins = decoder.synthesis.dims()[0] / 2;

@@ -5,6 +5,7 @@ pub mod config;
 pub mod conv;
 pub mod decoder;
 pub mod encoder;
+pub mod harmonic;
 mod matmul;
 pub mod rvq;
 pub mod spectral;

@@ -5,6 +5,7 @@ mod critic;
 mod data;
 mod factorized;
 mod loss;
+mod pitch;
 mod trainer;
 mod transposed;
 mod vq;

@@ -16,6 +16,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
+use rayon::prelude::*;
 use serde::Serialize;
 
 use super::checkpoint::{self, TrainState};
@@ -23,6 +24,7 @@ use super::critic::{Critic, critic_loss, generator_losses};
 use super::data::{Corpus, Loader};
 use super::factorized::{FactorizedRvq, Usage};
 use super::loss::{DEFAULT_FLOOR, Losses, SpectralLoss};
+use super::pitch;
 use super::transposed::TransposedDecoder;
 use super::vq::{EmaCodebooks, StageStats};
 use crate::error::{Error, Result};
@@ -33,6 +35,9 @@ use crate::model::{Model, ModelConfig, Streaming, weights};
 /// phase roughly aligned; the commitment term keeps encoder outputs near their codes.
 const WAVEFORM_WEIGHT: f64 = 0.1;
 const COMMITMENT_WEIGHT: f64 = 0.25;
+/// Weight of the harmonic source's pitch loss (mean absolute error of the natural-log pitch
+/// on voiced frames: 0.05 is about a semitone off).
+const PITCH_WEIGHT: f64 = 1.0;
 /// Linear warmup of the learning rate, in steps.
 const WARMUP_STEPS: u64 = 500;
 /// Steps between validation passes.
@@ -89,6 +94,9 @@ pub struct TrainOptions {
     /// Switch the `init_from` weights' decoder to accumulated phase, its phase outputs
     /// reset to no change ([`crate::model::decoder::Decoder::with_phase_accumulated`]).
     pub accumulate_phase: bool,
+    /// Give the `init_from` weights' decoder a harmonic source of this many harmonics,
+    /// starting quiet ([`crate::model::decoder::Decoder::with_harmonics_added`]); 0 for none.
+    pub add_harmonics: usize,
     /// Stop after this step.
     pub steps: u64,
     /// Crops per batch.
@@ -141,6 +149,9 @@ pub struct StepLog {
     pub intelligibility: Option<f32>,
     /// Frame disagreement of the decoder, when trained on.
     pub consistency: Option<f32>,
+    /// Pitch loss of the harmonic source (mean absolute natural-log pitch error on voiced
+    /// frames), when the model has one.
+    pub pitch: Option<f32>,
     /// Adversarial loss of the decoder (decoded audio's critic scores toward 1), when
     /// trained on.
     pub adversarial: Option<f32>,
@@ -198,8 +209,12 @@ struct Forward<B: Backend> {
     reconstruction: Tensor<B, 2>,
     commitment: Tensor<B, 1>,
     /// How much the decoder's overlapping frames disagree, when measured
-    /// (`Decoder::decode_with_disagreement`).
+    /// (`Decoder::decode_for_training`).
     disagreement: Option<Tensor<B, 1>>,
+    /// The harmonic source's log pitch per frame `[batch, frames]`, when the model has one.
+    log_f0: Option<Tensor<B, 2>>,
+    /// Its [`pitch_loss`], once measured against the batch.
+    pitch_loss: Option<Tensor<B, 1>>,
     codes: Vec<Vec<i64>>,
     residuals: Vec<Vec<f32>>,
 }
@@ -241,6 +256,8 @@ fn forward_factorized<B: Backend>(
         reconstruction: decoded.reshape([batch, len]),
         commitment: quantized.loss,
         disagreement: None,
+        log_f0: None,
+        pitch_loss: None,
         codes: quantized.codes,
         residuals: quantized.projected,
     }
@@ -278,14 +295,14 @@ fn forward<B: Backend>(
     let commitment = (error.clone() * error).mean();
     let straight_through = flat.clone() + (quantized - flat).detach();
     let latents = straight_through.reshape([batch, frames, dim]);
-    let (decoded, disagreement) = match (transposed, measure_disagreement) {
-        (None, true) => {
-            let (decoded, disagreement) = model.decoder.decode_with_disagreement(latents);
-            (decoded.reshape([batch, len]), Some(disagreement))
+    let (decoded, disagreement, log_f0) = match transposed {
+        None => {
+            let decoded = model.decoder.decode_for_training(latents, measure_disagreement);
+            (decoded.audio.reshape([batch, len]), decoded.disagreement, decoded.log_f0)
         }
-        _ => (decode(model, transposed, latents), None),
+        Some(_) => (decode(model, transposed, latents), None, None),
     };
-    Forward { reconstruction: decoded, commitment, disagreement, codes, residuals }
+    Forward { reconstruction: decoded, commitment, disagreement, log_f0, pitch_loss: None, codes, residuals }
 }
 
 /// Initialises the EMA codebooks of a new run from the residuals of `audio` `[batch, len]`
@@ -392,7 +409,26 @@ fn total_loss<B: Backend>(
     if let Some(disagreement) = &pass.disagreement {
         total = total + disagreement.clone().mul_scalar(weights.consistency);
     }
+    if let Some(pitch) = &pass.pitch_loss {
+        total = total + pitch.clone().mul_scalar(PITCH_WEIGHT);
+    }
     total
+}
+
+/// Mean absolute error of the predicted natural-log pitch `[crops, frames]` against the
+/// tracker's on the voiced frames of `samples` (0 when none is voiced).
+fn pitch_loss<B: Backend>(log_f0: Tensor<B, 2>, samples: &[f32], hop: usize, sample_rate: u32) -> Tensor<B, 1> {
+    let [crops, frames] = log_f0.dims();
+    let crop = samples.len() / crops;
+    let targets: Vec<Option<f32>> =
+        samples.par_chunks(crop).flat_map_iter(|crop| pitch::log_f0_targets(crop, frames, hop, sample_rate)).collect();
+    let voiced = targets.iter().filter(|t| t.is_some()).count();
+    let device = log_f0.device();
+    let mask: Vec<f32> = targets.iter().map(|t| if t.is_some() { 1.0 } else { 0.0 }).collect();
+    let values: Vec<f32> = targets.iter().map(|t| t.unwrap_or(0.0)).collect();
+    let mask = Tensor::<B, 2>::from_data(TensorData::new(mask, [crops, frames]), &device);
+    let values = Tensor::<B, 2>::from_data(TensorData::new(values, [crops, frames]), &device);
+    ((log_f0 - values).abs() * mask).sum().div_scalar(voiced.max(1) as f64)
 }
 
 /// Weights of the optional loss terms.
@@ -423,6 +459,7 @@ struct LossFigures {
     phase: Option<f32>,
     intelligibility: Option<f32>,
     consistency: Option<f32>,
+    pitch: Option<f32>,
     adversarial: Option<AdversarialFigures>,
     commitment: f32,
 }
@@ -438,6 +475,7 @@ impl LossFigures {
             phase: terms.phase.clone().map(scalar),
             intelligibility: terms.intelligibility.clone().map(scalar),
             consistency: pass.disagreement.clone().map(scalar),
+            pitch: pass.pitch_loss.clone().map(scalar),
             adversarial: None,
             commitment: scalar(pass.commitment.clone()),
         }
@@ -453,6 +491,7 @@ impl LossFigures {
         self.phase = other.phase.map(|p| self.phase.unwrap_or(0.0) + share * p);
         self.intelligibility = other.intelligibility.map(|i| self.intelligibility.unwrap_or(0.0) + share * i);
         self.consistency = other.consistency.map(|c| self.consistency.unwrap_or(0.0) + share * c);
+        self.pitch = other.pitch.map(|p| self.pitch.unwrap_or(0.0) + share * p);
         self.adversarial = other.adversarial.map(|o| {
             let sum = self.adversarial.unwrap_or_default();
             AdversarialFigures {
@@ -470,6 +509,8 @@ impl LossFigures {
 struct Shape {
     crops: usize,
     crop: usize,
+    hop: usize,
+    sample_rate: u32,
     stages: usize,
     weights: OptionalWeights,
     /// Whether the step is logged: reading the loss terms back waits for the device.
@@ -502,7 +543,8 @@ fn train_shard<B: AutodiffBackend>(
 ) -> ShardResult {
     let audio = Tensor::<B, 3>::from_data(TensorData::new(samples.to_vec(), [crops, shape.crop, 1]), device);
     let target = audio.clone().reshape([crops, shape.crop]);
-    let pass = forward(model, None, audio, shape.stages, shape.weights.consistency > 0.0);
+    let mut pass = forward(model, None, audio, shape.stages, shape.weights.consistency > 0.0);
+    pass.pitch_loss = pass.log_f0.clone().map(|log_f0| pitch_loss(log_f0, samples, shape.hop, shape.sample_rate));
     let (terms, predicted_spectra, target_spectra) = loss.losses_and_spectra(pass.reconstruction.clone(), target);
     let mut total = total_loss(&terms, &pass, COMMITMENT_WEIGHT, shape.weights);
     let share = crops as f32 / shape.crops as f32;
@@ -599,11 +641,11 @@ pub fn train<B: AutodiffBackend>(
             out.display()
         )));
     }
-    let reshapes = options.grow_decoder + options.grow_encoder > 0 || options.accumulate_phase;
+    let reshapes = options.grow_decoder + options.grow_encoder + options.add_harmonics > 0 || options.accumulate_phase;
     if reshapes && (previous.is_some() || options.init_from.is_none()) {
         return Err(Error::InvalidArgument(
-            "--grow-decoder, --grow-encoder and --accumulate-phase change the weights of --init-from for a new run; \
-             a run's own design is fixed by its config"
+            "--grow-decoder, --grow-encoder, --accumulate-phase and --add-harmonics change the weights of \
+             --init-from for a new run; a run's own design is fixed by its config"
                 .into(),
         ));
     }
@@ -629,6 +671,19 @@ pub fn train<B: AutodiffBackend>(
                     ));
                 }
                 config.accumulated_phase = true;
+            }
+            if options.add_harmonics > 0 {
+                if config.harmonics > 0 {
+                    return Err(Error::InvalidArgument(
+                        "--add-harmonics: these weights already have a harmonic source".into(),
+                    ));
+                }
+                if config.transposed_decoder {
+                    return Err(Error::InvalidArgument(
+                        "--add-harmonics needs the inverse-STFT decoder; these weights use the transposed one".into(),
+                    ));
+                }
+                config.harmonics = options.add_harmonics;
             }
             if options.grow_encoder > 0 {
                 let Some(stack) = config.spectral_encoder.as_mut() else {
@@ -698,6 +753,9 @@ pub fn train<B: AutodiffBackend>(
         model.decoder = model.decoder.with_blocks_added(options.grow_decoder, &config.decoder, &device);
         if options.accumulate_phase {
             model.decoder = model.decoder.with_phase_accumulated();
+        }
+        if options.add_harmonics > 0 {
+            model.decoder = model.decoder.with_harmonics_added(options.add_harmonics, &config, &device);
         }
         if let Some(stack) = &config.spectral_encoder {
             model.encoder = model.encoder.with_blocks_added(options.grow_encoder, stack, &device);
@@ -808,7 +866,15 @@ pub fn train<B: AutodiffBackend>(
             initialise_codebooks(&mut model, &mut ema, &samples, [options.batch, crop], (&config, &device), &mut rng);
         }
         let figures = if factorized.is_none() && transposed.is_none() {
-            let shape = Shape { crops: options.batch, crop, stages, weights: optional_weights, log };
+            let shape = Shape {
+                crops: options.batch,
+                crop,
+                hop: config.hop(),
+                sample_rate: config.sample_rate,
+                stages,
+                weights: optional_weights,
+                log,
+            };
             let shards = run_shards(
                 (&model, critic.as_ref().map(|(module, _)| module)),
                 &workers,
@@ -898,6 +964,7 @@ pub fn train<B: AutodiffBackend>(
                 phase: figures.phase,
                 intelligibility: figures.intelligibility,
                 consistency: figures.consistency,
+                pitch: figures.pitch,
                 adversarial: figures.adversarial.map(|a| a.adversarial),
                 feature_matching: figures.adversarial.map(|a| a.feature_matching),
                 critic: figures.adversarial.map(|a| a.critic),
@@ -1054,7 +1121,8 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(3);
         initialise_codebooks(&mut model, &mut ema, &samples, [crops, crop], (&config, &device), &mut rng);
         let weights = OptionalWeights { phase: 0.0, intelligibility: 0.0, consistency: 0.5, adversarial: 0.5 };
-        let shape = Shape { crops, crop, stages: 2, weights, log: false };
+        let shape =
+            Shape { crops, crop, hop: config.hop(), sample_rate: config.sample_rate, stages: 2, weights, log: false };
         let critic = adversarial.then(|| Critic::<B>::new(&loss.resolutions(), &device));
 
         let sum_of = |shards: Vec<ShardResult>| {

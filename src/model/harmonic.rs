@@ -1,0 +1,226 @@
+//! Harmonic source of the decoder: a bank of sinusoids at the multiples of a fundamental
+//! frequency predicted per frame, their amplitudes predicted per frame too.
+//!
+//! Why: the inverse-STFT head alone has no clock. On a steady sound its input repeats every
+//! frame, so it emits the same frame every hop and all its energy lands on multiples of the
+//! frame rate (50 Hz) instead of the voice's harmonics (models/MODEL_CARD.md, "The decoder
+//! loses the pitch"). An oscillator whose phase runs on from sample to sample keeps every
+//! partial where the pitch puts it, whatever the frame rate. The head learns the pitch from
+//! a tracker's targets (`tokenwave train --add-harmonics`) and the amplitudes from the
+//! reconstruction losses; what is not harmonic stays with the inverse-STFT head.
+
+use std::f64::consts::TAU;
+
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::activation::sigmoid;
+use burn::tensor::{Tensor, TensorData, backend::Backend};
+
+use super::conv::previous_frames;
+use super::matmul::linear;
+
+/// Lowest fundamental the head can predict, in Hz.
+pub const MIN_F0: f64 = 50.0;
+/// Highest fundamental the head can predict, in Hz.
+pub const MAX_F0: f64 = 500.0;
+/// Log-amplitudes are clamped here before `exp` (as the inverse-STFT head's are).
+const MAX_LOG_AMPLITUDE: f64 = 2.0;
+/// A new source starts this quiet (log-amplitude of each harmonic), so adding it to a
+/// trained decoder leaves the decoder's sound almost unchanged until training raises it.
+const INITIAL_LOG_AMPLITUDE: f32 = -8.0;
+/// Harmonics above this share of the Nyquist frequency are muted (no aliasing).
+const NYQUIST_MARGIN: f64 = 0.95;
+
+/// Per frame, the log fundamental and the log amplitude of each harmonic, from the
+/// decoder's trunk; synthesised with linear interpolation of both across each hop.
+#[derive(Module, Debug)]
+pub struct HarmonicSource<B: Backend> {
+    /// Trunk features to `1 + harmonics` outputs: the pitch, then the log amplitudes.
+    head: Linear<B>,
+    harmonics: usize,
+    hop: usize,
+    sample_rate: usize,
+}
+
+/// Streaming state of a [`HarmonicSource`]: the last frame's fundamental and amplitudes
+/// (each hop glides from them to the new frame's), and the fundamental's phase.
+#[derive(Debug, Clone)]
+pub struct HarmonicState<B: Backend> {
+    f0: Tensor<B, 3>,
+    amplitudes: Tensor<B, 3>,
+    /// Phase of the fundamental at the start of the next hop, per batch item, in
+    /// `[0, 2π)`. Kept in f64 on the host: it runs on for as long as the stream lasts.
+    phase: Vec<f64>,
+}
+
+impl<B: Backend> HarmonicSource<B> {
+    /// A new source on trunk features of width `dim`, every harmonic starting quiet.
+    pub fn new(dim: usize, harmonics: usize, hop: usize, sample_rate: u32, device: &B::Device) -> Self {
+        let mut head = LinearConfig::new(dim, 1 + harmonics).init(device);
+        let mut bias = vec![INITIAL_LOG_AMPLITUDE; 1 + harmonics];
+        bias[0] = 0.0;
+        head.bias =
+            Some(burn::module::Param::from_tensor(Tensor::from_data(TensorData::new(bias, [1 + harmonics]), device)));
+        Self { head, harmonics, hop, sample_rate: sample_rate as usize }
+    }
+
+    /// A silent start: no previous frame, phase zero.
+    pub fn init_state(&self, batch: usize, device: &B::Device) -> HarmonicState<B> {
+        HarmonicState {
+            f0: Tensor::full([batch, 1, 1], MIN_F0, device),
+            amplitudes: Tensor::zeros([batch, 1, self.harmonics], device),
+            phase: vec![0.0; batch],
+        }
+    }
+
+    /// Samples `[batch, frames * hop, 1]` for trunk features `[batch, frames, dim]`, and the
+    /// predicted natural-log fundamental of each frame `[batch, frames]` (what the pitch
+    /// loss trains). The fundamental reaches each frame's value at the end of its hop.
+    pub fn step(&self, features: Tensor<B, 3>, state: &mut HarmonicState<B>) -> (Tensor<B, 3>, Tensor<B, 2>) {
+        let [batch, frames, _] = features.dims();
+        let (hop, harmonics, device) = (self.hop, self.harmonics, features.device());
+        let outputs = linear(&self.head, features);
+        let (low, high) = (MIN_F0.ln(), MAX_F0.ln());
+        let log_f0 = sigmoid(outputs.clone().narrow(2, 0, 1)).mul_scalar(high - low).add_scalar(low);
+        let amplitudes = outputs.narrow(2, 1, harmonics).clamp_max(MAX_LOG_AMPLITUDE).exp();
+        // The oscillator follows the pitch but is not trained through: the pitch loss does
+        // that, and gradients through a sine's phase point nowhere useful.
+        let f0 = log_f0.clone().detach().exp();
+        let f0_before = previous_frames(f0.clone(), &mut state.f0);
+        let amplitudes_before = previous_frames(amplitudes.clone(), &mut state.amplitudes);
+
+        let hop_starts = self.hop_start_phases(&f0_before, &f0, &mut state.phase);
+        // Within a hop f0 glides linearly from f0_before to f0, so the phase after sample i
+        // is start + 2π/rate · (f0_before·(i + 1) + (f0 − f0_before)·(i + 1)(i + 2)/(2·hop)).
+        let ramp = |value: &dyn Fn(f64) -> f64| -> Tensor<B, 3> {
+            let values: Vec<f32> = (0..hop).map(|i| value(i as f64) as f32).collect();
+            Tensor::from_data(TensorData::new(values, [1, 1, hop]), &device)
+        };
+        let linear_part = ramp(&|i| i + 1.0);
+        let glide_part = ramp(&|i| (i + 1.0) * (i + 2.0) / (2.0 * hop as f64));
+        let radians_per_hz = TAU / self.sample_rate as f64;
+        let phase = hop_starts
+            + (f0_before.clone() * linear_part + (f0.clone() - f0_before.clone()) * glide_part)
+                .mul_scalar(radians_per_hz);
+        let numbers: Vec<f32> = (1..=harmonics).map(|k| k as f32).collect();
+        let numbers = Tensor::<B, 1>::from_data(TensorData::new(numbers, [harmonics]), &device);
+        let sines = (phase.unsqueeze_dim::<4>(3) * numbers.clone().reshape([1, 1, 1, harmonics])).sin().reshape([
+            batch * frames,
+            hop,
+            harmonics,
+        ]);
+
+        let highest = f0_before.max_pair(f0).reshape([batch, frames, 1]);
+        let limit = NYQUIST_MARGIN * self.sample_rate as f64 / 2.0;
+        let audible = (highest * numbers.reshape([1, 1, harmonics])).lower_elem(limit).float();
+        let ends = Tensor::cat(
+            vec![
+                (amplitudes_before * audible.clone()).reshape([batch * frames, harmonics, 1]),
+                (amplitudes * audible).reshape([batch * frames, harmonics, 1]),
+            ],
+            2,
+        );
+        let from_each_end = sines.matmul(ends); // [batch * frames, hop, 2]
+        let weights: Vec<f32> = (0..hop).map(|i| (i + 1) as f32 / hop as f32).collect();
+        let to_end = Tensor::<B, 3>::from_data(TensorData::new(weights, [1, hop, 1]), &device);
+        let from_start = to_end.clone().neg().add_scalar(1.0);
+        let samples = from_each_end.clone().narrow(2, 0, 1) * from_start + from_each_end.narrow(2, 1, 1) * to_end;
+        (samples.reshape([batch, frames * hop, 1]), log_f0.reshape([batch, frames]))
+    }
+
+    /// The fundamental's phase at the start of each hop `[batch, frames, 1]`, carried on
+    /// from `phase`, which is left at the start of the hop after the last.
+    fn hop_start_phases(&self, f0_before: &Tensor<B, 3>, f0: &Tensor<B, 3>, phase: &mut [f64]) -> Tensor<B, 3> {
+        let [batch, frames, _] = f0.dims();
+        let read = |t: &Tensor<B, 3>| t.clone().into_data().convert::<f32>().into_vec::<f32>().expect("float pitch");
+        let (before, after) = (read(f0_before), read(f0));
+        let hop = self.hop as f64;
+        let radians_per_hz = TAU / self.sample_rate as f64;
+        let mut starts = Vec::with_capacity(batch * frames);
+        for (item, running) in phase.iter_mut().enumerate() {
+            for frame in item * frames..(item + 1) * frames {
+                starts.push(*running as f32);
+                let (from, to) = (f64::from(before[frame]), f64::from(after[frame]));
+                let advance = radians_per_hz * (hop * from + (hop + 1.0) / 2.0 * (to - from));
+                *running = (*running + advance).rem_euclid(TAU);
+            }
+        }
+        Tensor::from_data(TensorData::new(starts, [batch, frames, 1]), &f0.device())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+    use burn::tensor::Distribution;
+
+    fn source(harmonics: usize) -> HarmonicSource<Flex> {
+        HarmonicSource::new(8, harmonics, 40, 16_000, &Default::default())
+    }
+
+    #[test]
+    fn streams_like_the_whole_signal() {
+        let device = Default::default();
+        let mut source = source(6);
+        // Harmonics at unit scale rather than the quiet start, so the test sees them.
+        source.head.bias = source.head.bias.map(|b| b.map(|b| b.zeros_like()));
+        let features = Tensor::<Flex, 3>::random([2, 9, 8], Distribution::Normal(0.0, 2.0), &device);
+        let (whole, _) = source.step(features.clone(), &mut source.init_state(2, &device));
+        let mut state = source.init_state(2, &device);
+        let mut pieces = Vec::new();
+        let mut start = 0;
+        for frames in [1, 3, 2, 3] {
+            pieces.push(source.step(features.clone().narrow(1, start, frames), &mut state).0);
+            start += frames;
+        }
+        let streamed = Tensor::cat(pieces, 1);
+        whole.into_data().assert_approx_eq::<f32>(&streamed.into_data(), Default::default());
+    }
+
+    #[test]
+    fn a_steady_frame_gives_a_tone_at_its_pitch() {
+        let device = Default::default();
+        let mut source = source(3);
+        // Only the bias speaks: pitch 200 Hz, first harmonic at amplitude 1, others silent.
+        let (low, high) = (MIN_F0.ln(), MAX_F0.ln());
+        let share = (200f64.ln() - low) / (high - low);
+        let logit = (share / (1.0 - share)).ln() as f32;
+        source.head.weight = source.head.weight.map(|w| w.zeros_like());
+        let bias = Tensor::from_data(TensorData::new(vec![logit, 0.0, -30.0, -30.0], [4]), &device);
+        source.head.bias = Some(burn::module::Param::from_tensor(bias));
+        let features = Tensor::<Flex, 3>::zeros([1, 20, 8], &device);
+        let (samples, log_f0) = source.step(features, &mut source.init_state(1, &device));
+        let f0: Vec<f32> = log_f0.exp().into_data().into_vec().unwrap();
+        assert!(f0.iter().all(|f| (f - 200.0).abs() < 0.01), "{f0:?}");
+        let samples: Vec<f32> = samples.into_data().into_vec().unwrap();
+        // After the first hop (the fade-in from silence), a unit sine at 200 Hz: it matches
+        // a reference sine in phase, and it runs on across hop boundaries.
+        let offset = samples[40..].iter().zip(40..).fold((0f64, 0f64), |(s, c), (&x, n)| {
+            let angle = TAU * 200.0 * (n + 1) as f64 / 16_000.0;
+            (s + f64::from(x) * angle.cos(), c + f64::from(x) * angle.sin())
+        });
+        let phase = offset.0.atan2(offset.1);
+        for (n, &x) in samples.iter().enumerate().skip(40) {
+            let expected = (TAU * 200.0 * (n + 1) as f64 / 16_000.0 + phase).sin();
+            assert!((f64::from(x) - expected).abs() < 1e-3, "sample {n}: {x} vs {expected}");
+        }
+    }
+
+    #[test]
+    fn harmonics_above_nyquist_are_muted() {
+        let device = Default::default();
+        let mut source = source(40);
+        let logit = 10.0; // the highest pitch: 500 Hz, so harmonics 16 and up are above 7.6 kHz
+        source.head.weight = source.head.weight.map(|w| w.zeros_like());
+        let mut bias = vec![-30.0f32; 41];
+        bias[0] = logit;
+        bias[20] = 0.0; // harmonic 20: 10 kHz, above the Nyquist frequency of 8 kHz
+        source.head.bias =
+            Some(burn::module::Param::from_tensor(Tensor::from_data(TensorData::new(bias, [41]), &device)));
+        let (samples, _) =
+            source.step(Tensor::<Flex, 3>::zeros([1, 5, 8], &device), &mut source.init_state(1, &device));
+        let peak = samples.abs().max().into_scalar();
+        assert!(peak < 1e-6, "an aliased harmonic came through at {peak}");
+    }
+}
