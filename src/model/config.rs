@@ -153,6 +153,11 @@ impl ModelConfig {
         if self.harmonics > 256 {
             return Err("harmonics must be at most 256".into());
         }
+        if self.harmonics > 0 && (self.transposed_decoder || self.codebook_dim > 0) {
+            return Err(
+                "harmonics (a harmonic source) needs the shipped design: no transposed_decoder, codebook_dim 0".into(),
+            );
+        }
         if self.max_stages > 32 {
             return Err("max_stages must be at most 32".into());
         }
@@ -183,6 +188,8 @@ mod tests {
         assert!(config.validate().unwrap_err().contains("codebook_size"));
         let config = ModelConfig { strides: vec![], ..Default::default() };
         assert!(config.validate().unwrap_err().contains("strides"));
+        let config = ModelConfig { harmonics: 16, transposed_decoder: true, ..Default::default() };
+        assert!(config.validate().unwrap_err().contains("harmonics"));
         let stack = ConvNextConfig { dim: 64, hidden: 128, blocks: 2, kernel: 3 };
         let config = ModelConfig { strides: vec![3, 5], spectral_encoder: Some(stack.clone()), ..Default::default() };
         assert!(config.validate().unwrap_err().contains("divisible by 4"));

@@ -11,7 +11,7 @@ use burn::tensor::{Tensor, TensorData, backend::Backend};
 
 use super::config::{ConvNextConfig, ModelConfig};
 use super::conv::{CausalConv1d, ConvState, DepthwiseConv1d, Streaming, previous_frames};
-use super::harmonic::{HarmonicSource, HarmonicState};
+use super::harmonic::{HarmonicSource, HarmonicState, PitchTrack};
 use super::matmul::{linear, matmul};
 use super::spectral::periodic_hann;
 
@@ -212,22 +212,33 @@ impl<B: Backend> Streaming<B> for Decoder<B> {
     }
 
     fn step(&self, latents: Tensor<B, 3>, state: &mut Self::State) -> Tensor<B, 3> {
-        self.decode(latents, state, false).audio
+        self.decode(latents, state, false, None).audio
     }
 }
 
 impl<B: Backend> Decoder<B> {
-    /// Decodes a whole sequence from a fresh state, with the harmonic source's pitch and,
+    /// Decodes a whole sequence from a fresh state, the harmonic source's oscillators
+    /// following `track` where it holds a pitch; returns the source's predicted pitch and,
     /// when `measure_disagreement`, how much neighbouring frames disagree on the samples
     /// they share: the squared difference of the two frames over each overlap, each weighted
     /// by both cross-fade gains, relative to their energy; mean over the batch. 0 when the
     /// frames form a consistent spectrogram (each overlap holds one signal), about 1 when
     /// they are unrelated: the partial cancellation of incoherent phase, which magnitude
     /// losses see only after the overlap-add.
-    pub(crate) fn decode_for_training(&self, latents: Tensor<B, 3>, measure_disagreement: bool) -> TrainingDecode<B> {
+    pub(crate) fn decode_for_training(
+        &self,
+        latents: Tensor<B, 3>,
+        measure_disagreement: bool,
+        track: Option<&PitchTrack<B>>,
+    ) -> TrainingDecode<B> {
         let batch = latents.dims()[0];
         let mut state = self.init_state(batch, &latents.device());
-        self.decode(latents, &mut state, measure_disagreement)
+        self.decode(latents, &mut state, measure_disagreement, track)
+    }
+
+    /// Whether the decoder has a harmonic source (whose training wants a pitch track).
+    pub(crate) fn has_harmonic_source(&self) -> bool {
+        self.harmonic.is_some()
     }
 
     /// Decodes `latents` on from `state`.
@@ -236,6 +247,7 @@ impl<B: Backend> Decoder<B> {
         latents: Tensor<B, 3>,
         state: &mut DecoderState<B>,
         measure_disagreement: bool,
+        track: Option<&PitchTrack<B>>,
     ) -> TrainingDecode<B> {
         let features = self.trunk(latents, state);
         let windows = self.windows(features.clone(), state);
@@ -243,7 +255,7 @@ impl<B: Backend> Decoder<B> {
         let mut audio = self.overlap_add(windows, state);
         let mut log_f0 = None;
         if let (Some(source), Some(source_state)) = (&self.harmonic, state.harmonic.as_mut()) {
-            let (voiced, pitch) = source.step(features, source_state);
+            let (voiced, pitch) = source.step_guided(features, source_state, track);
             audio = audio + voiced;
             log_f0 = Some(pitch);
         }
@@ -380,7 +392,7 @@ mod tests {
         let decoder = Decoder::<Flex>::new(&config, &device);
         let latents = Tensor::<Flex, 3>::random([2, 6, config.latent_dim], Distribution::Normal(0.0, 1.0), &device);
         let streamed = decoder.step(latents.clone(), &mut decoder.init_state(2, &device));
-        let decoded = decoder.decode_for_training(latents, true);
+        let decoded = decoder.decode_for_training(latents, true, None);
         let (measured, disagreement) = (decoded.audio, decoded.disagreement.expect("asked for"));
         streamed.into_data().assert_approx_eq::<f32>(&measured.into_data(), Default::default());
         let disagreement = disagreement.into_scalar();

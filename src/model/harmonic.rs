@@ -42,6 +42,17 @@ pub struct HarmonicSource<B: Backend> {
     sample_rate: usize,
 }
 
+/// A pitch track that drives the oscillators in training instead of the predicted pitch
+/// (teacher forcing), so the amplitudes learn on the right partials while the pitch is still
+/// being learned.
+#[derive(Debug, Clone)]
+pub(crate) struct PitchTrack<B: Backend> {
+    /// Natural-log pitch `[batch, frames]`, used where `voiced`.
+    pub log_f0: Tensor<B, 2>,
+    /// 1 on frames the track holds a pitch for, 0 where the prediction drives.
+    pub voiced: Tensor<B, 2>,
+}
+
 /// Streaming state of a [`HarmonicSource`]: the last frame's fundamental and amplitudes
 /// (each hop glides from them to the new frame's), and the fundamental's phase.
 #[derive(Debug, Clone)]
@@ -77,6 +88,16 @@ impl<B: Backend> HarmonicSource<B> {
     /// predicted natural-log fundamental of each frame `[batch, frames]` (what the pitch
     /// loss trains). The fundamental reaches each frame's value at the end of its hop.
     pub fn step(&self, features: Tensor<B, 3>, state: &mut HarmonicState<B>) -> (Tensor<B, 3>, Tensor<B, 2>) {
+        self.step_guided(features, state, None)
+    }
+
+    /// [`Self::step`] with the oscillators following `track` where it holds a pitch.
+    pub(crate) fn step_guided(
+        &self,
+        features: Tensor<B, 3>,
+        state: &mut HarmonicState<B>,
+        track: Option<&PitchTrack<B>>,
+    ) -> (Tensor<B, 3>, Tensor<B, 2>) {
         let [batch, frames, _] = features.dims();
         let (hop, harmonics, device) = (self.hop, self.harmonics, features.device());
         let outputs = linear(&self.head, features);
@@ -85,7 +106,12 @@ impl<B: Backend> HarmonicSource<B> {
         let amplitudes = outputs.narrow(2, 1, harmonics).clamp_max(MAX_LOG_AMPLITUDE).exp();
         // The oscillator follows the pitch but is not trained through: the pitch loss does
         // that, and gradients through a sine's phase point nowhere useful.
-        let f0 = log_f0.clone().detach().exp();
+        let mut f0 = log_f0.clone().detach().exp();
+        if let Some(track) = track {
+            let voiced = track.voiced.clone().reshape([batch, frames, 1]);
+            let tracked = track.log_f0.clone().reshape([batch, frames, 1]).exp();
+            f0 = f0 * voiced.clone().neg().add_scalar(1.0) + tracked * voiced;
+        }
         let f0_before = previous_frames(f0.clone(), &mut state.f0);
         let amplitudes_before = previous_frames(amplitudes.clone(), &mut state.amplitudes);
 
@@ -178,33 +204,66 @@ mod tests {
         whole.into_data().assert_approx_eq::<f32>(&streamed.into_data(), Default::default());
     }
 
+    /// A source whose output depends on its bias alone: pitch `f0` Hz, first harmonic at
+    /// amplitude 1, the others silent.
+    fn unit_tone_source(f0: f64) -> HarmonicSource<Flex> {
+        let mut source = source(3);
+        let (low, high) = (MIN_F0.ln(), MAX_F0.ln());
+        let share = (f0.ln() - low) / (high - low);
+        let logit = (share / (1.0 - share)).ln() as f32;
+        source.head.weight = source.head.weight.map(|w| w.zeros_like());
+        let bias = Tensor::from_data(TensorData::new(vec![logit, 0.0, -30.0, -30.0], [4]), &Default::default());
+        source.head.bias = Some(burn::module::Param::from_tensor(bias));
+        source
+    }
+
+    /// Asserts that `samples`, after the first hop (the fade-in from silence), are a unit
+    /// sine at `f0` Hz in some phase that runs on across hop boundaries.
+    fn assert_unit_sine(samples: Tensor<Flex, 3>, f0: f64) {
+        let samples: Vec<f32> = samples.into_data().into_vec().unwrap();
+        let angle = |n: usize| TAU * f0 * (n + 1) as f64 / 16_000.0;
+        // Least squares of x ≈ a·sin + b·cos over the samples after the first hop.
+        let (mut ss, mut sc, mut cc, mut xs, mut xc) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        for (n, &x) in samples.iter().enumerate().skip(40) {
+            let (sin, cos) = angle(n).sin_cos();
+            (ss, sc, cc) = (ss + sin * sin, sc + sin * cos, cc + cos * cos);
+            (xs, xc) = (xs + f64::from(x) * sin, xc + f64::from(x) * cos);
+        }
+        let det = ss * cc - sc * sc;
+        let (a, b) = ((xs * cc - xc * sc) / det, (xc * ss - xs * sc) / det);
+        assert!((a.hypot(b) - 1.0).abs() < 1e-3, "amplitude {}", a.hypot(b));
+        for (n, &x) in samples.iter().enumerate().skip(40) {
+            let expected = a * angle(n).sin() + b * angle(n).cos();
+            assert!((f64::from(x) - expected).abs() < 1e-3, "sample {n}: {x} vs {expected}");
+        }
+    }
+
     #[test]
     fn a_steady_frame_gives_a_tone_at_its_pitch() {
         let device = Default::default();
-        let mut source = source(3);
-        // Only the bias speaks: pitch 200 Hz, first harmonic at amplitude 1, others silent.
-        let (low, high) = (MIN_F0.ln(), MAX_F0.ln());
-        let share = (200f64.ln() - low) / (high - low);
-        let logit = (share / (1.0 - share)).ln() as f32;
-        source.head.weight = source.head.weight.map(|w| w.zeros_like());
-        let bias = Tensor::from_data(TensorData::new(vec![logit, 0.0, -30.0, -30.0], [4]), &device);
-        source.head.bias = Some(burn::module::Param::from_tensor(bias));
+        let source = unit_tone_source(200.0);
         let features = Tensor::<Flex, 3>::zeros([1, 20, 8], &device);
         let (samples, log_f0) = source.step(features, &mut source.init_state(1, &device));
         let f0: Vec<f32> = log_f0.exp().into_data().into_vec().unwrap();
         assert!(f0.iter().all(|f| (f - 200.0).abs() < 0.01), "{f0:?}");
-        let samples: Vec<f32> = samples.into_data().into_vec().unwrap();
-        // After the first hop (the fade-in from silence), a unit sine at 200 Hz: it matches
-        // a reference sine in phase, and it runs on across hop boundaries.
-        let offset = samples[40..].iter().zip(40..).fold((0f64, 0f64), |(s, c), (&x, n)| {
-            let angle = TAU * 200.0 * (n + 1) as f64 / 16_000.0;
-            (s + f64::from(x) * angle.cos(), c + f64::from(x) * angle.sin())
-        });
-        let phase = offset.0.atan2(offset.1);
-        for (n, &x) in samples.iter().enumerate().skip(40) {
-            let expected = (TAU * 200.0 * (n + 1) as f64 / 16_000.0 + phase).sin();
-            assert!((f64::from(x) - expected).abs() < 1e-3, "sample {n}: {x} vs {expected}");
-        }
+        assert_unit_sine(samples, 200.0);
+    }
+
+    #[test]
+    fn a_pitch_track_drives_the_oscillators_where_voiced() {
+        let device = Default::default();
+        let source = unit_tone_source(200.0);
+        let features = Tensor::<Flex, 3>::zeros([1, 20, 8], &device);
+        let track =
+            PitchTrack { log_f0: Tensor::full([1, 20], 300f32.ln(), &device), voiced: Tensor::ones([1, 20], &device) };
+        let (samples, log_f0) = source.step_guided(features.clone(), &mut source.init_state(1, &device), Some(&track));
+        // The prediction is still reported (the pitch loss trains it); the sound follows the track.
+        let f0: Vec<f32> = log_f0.exp().into_data().into_vec().unwrap();
+        assert!(f0.iter().all(|f| (f - 200.0).abs() < 0.01), "{f0:?}");
+        assert_unit_sine(samples, 300.0);
+        let unvoiced = PitchTrack { voiced: Tensor::zeros([1, 20], &device), ..track };
+        let (samples, _) = source.step_guided(features, &mut source.init_state(1, &device), Some(&unvoiced));
+        assert_unit_sine(samples, 200.0);
     }
 
     #[test]

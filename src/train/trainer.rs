@@ -28,6 +28,7 @@ use super::pitch;
 use super::transposed::TransposedDecoder;
 use super::vq::{EmaCodebooks, StageStats};
 use crate::error::{Error, Result};
+use crate::model::harmonic::PitchTrack;
 use crate::model::rvq::Rvq;
 use crate::model::{Model, ModelConfig, Streaming, weights};
 
@@ -271,7 +272,7 @@ fn forward<B: Backend>(
     transposed: Option<&TransposedDecoder<B>>,
     audio: Tensor<B, 3>,
     stages: usize,
-    measure_disagreement: bool,
+    (measure_disagreement, track): (bool, Option<&PitchTrack<B>>),
 ) -> Forward<B> {
     let [batch, len, _] = audio.dims();
     let device = audio.device();
@@ -297,7 +298,7 @@ fn forward<B: Backend>(
     let latents = straight_through.reshape([batch, frames, dim]);
     let (decoded, disagreement, log_f0) = match transposed {
         None => {
-            let decoded = model.decoder.decode_for_training(latents, measure_disagreement);
+            let decoded = model.decoder.decode_for_training(latents, measure_disagreement, track);
             (decoded.audio.reshape([batch, len]), decoded.disagreement, decoded.log_f0)
         }
         Some(_) => (decode(model, transposed, latents), None, None),
@@ -415,20 +416,32 @@ fn total_loss<B: Backend>(
     total
 }
 
+/// The pitch tracker's track of each crop of `samples` (`crops` of them, `frames` frames
+/// each).
+fn pitch_track<B: Backend>(
+    samples: &[f32],
+    [crops, frames]: [usize; 2],
+    hop: usize,
+    sample_rate: u32,
+    device: &B::Device,
+) -> PitchTrack<B> {
+    let targets: Vec<Option<f32>> = samples
+        .par_chunks(samples.len() / crops)
+        .flat_map_iter(|crop| pitch::log_f0_targets(crop, frames, hop, sample_rate))
+        .collect();
+    let voiced: Vec<f32> = targets.iter().map(|t| if t.is_some() { 1.0 } else { 0.0 }).collect();
+    let log_f0: Vec<f32> = targets.iter().map(|t| t.unwrap_or(0.0)).collect();
+    PitchTrack {
+        log_f0: Tensor::from_data(TensorData::new(log_f0, [crops, frames]), device),
+        voiced: Tensor::from_data(TensorData::new(voiced, [crops, frames]), device),
+    }
+}
+
 /// Mean absolute error of the predicted natural-log pitch `[crops, frames]` against the
-/// tracker's on the voiced frames of `samples` (0 when none is voiced).
-fn pitch_loss<B: Backend>(log_f0: Tensor<B, 2>, samples: &[f32], hop: usize, sample_rate: u32) -> Tensor<B, 1> {
-    let [crops, frames] = log_f0.dims();
-    let crop = samples.len() / crops;
-    let targets: Vec<Option<f32>> =
-        samples.par_chunks(crop).flat_map_iter(|crop| pitch::log_f0_targets(crop, frames, hop, sample_rate)).collect();
-    let voiced = targets.iter().filter(|t| t.is_some()).count();
-    let device = log_f0.device();
-    let mask: Vec<f32> = targets.iter().map(|t| if t.is_some() { 1.0 } else { 0.0 }).collect();
-    let values: Vec<f32> = targets.iter().map(|t| t.unwrap_or(0.0)).collect();
-    let mask = Tensor::<B, 2>::from_data(TensorData::new(mask, [crops, frames]), &device);
-    let values = Tensor::<B, 2>::from_data(TensorData::new(values, [crops, frames]), &device);
-    ((log_f0 - values).abs() * mask).sum().div_scalar(voiced.max(1) as f64)
+/// track's on its voiced frames (0 when none is voiced).
+fn pitch_loss<B: Backend>(log_f0: Tensor<B, 2>, track: &PitchTrack<B>) -> Tensor<B, 1> {
+    let voiced = track.voiced.clone().sum().clamp_min(1.0);
+    ((log_f0 - track.log_f0.clone()).abs() * track.voiced.clone()).sum() / voiced
 }
 
 /// Weights of the optional loss terms.
@@ -543,8 +556,12 @@ fn train_shard<B: AutodiffBackend>(
 ) -> ShardResult {
     let audio = Tensor::<B, 3>::from_data(TensorData::new(samples.to_vec(), [crops, shape.crop, 1]), device);
     let target = audio.clone().reshape([crops, shape.crop]);
-    let mut pass = forward(model, None, audio, shape.stages, shape.weights.consistency > 0.0);
-    pass.pitch_loss = pass.log_f0.clone().map(|log_f0| pitch_loss(log_f0, samples, shape.hop, shape.sample_rate));
+    let track = model.decoder.has_harmonic_source().then(|| {
+        let frames = shape.crop / shape.hop;
+        pitch_track(samples, [crops, frames], shape.hop, shape.sample_rate, device)
+    });
+    let mut pass = forward(model, None, audio, shape.stages, (shape.weights.consistency > 0.0, track.as_ref()));
+    pass.pitch_loss = pass.log_f0.clone().zip(track.as_ref()).map(|(log_f0, track)| pitch_loss(log_f0, track));
     let (terms, predicted_spectra, target_spectra) = loss.losses_and_spectra(pass.reconstruction.clone(), target);
     let mut total = total_loss(&terms, &pass, COMMITMENT_WEIGHT, shape.weights);
     let share = crops as f32 / shape.crops as f32;
@@ -676,11 +693,6 @@ pub fn train<B: AutodiffBackend>(
                 if config.harmonics > 0 {
                     return Err(Error::InvalidArgument(
                         "--add-harmonics: these weights already have a harmonic source".into(),
-                    ));
-                }
-                if config.transposed_decoder {
-                    return Err(Error::InvalidArgument(
-                        "--add-harmonics needs the inverse-STFT decoder; these weights use the transposed one".into(),
                     ));
                 }
                 config.harmonics = options.add_harmonics;
@@ -917,7 +929,9 @@ pub fn train<B: AutodiffBackend>(
                 Some((quantizer, _, _)) => {
                     (forward_factorized(&model, transposed_decoder(&transposed), quantizer, audio, stages), 1.0)
                 }
-                None => (forward(&model, transposed_decoder(&transposed), audio, stages, false), COMMITMENT_WEIGHT),
+                None => {
+                    (forward(&model, transposed_decoder(&transposed), audio, stages, (false, None)), COMMITMENT_WEIGHT)
+                }
             };
             let terms = loss.losses(pass.reconstruction.clone(), target);
             let total = total_loss(&terms, &pass, quantizer_weight, optional_weights);
