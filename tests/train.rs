@@ -413,9 +413,14 @@ fn trained_weights_can_gain_a_harmonic_source_that_learns_pitch() {
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
         .filter_map(|s| s["pitch"].as_f64())
         .collect();
-    // The sample clips are speech: some frames are voiced, so the loss is measured (> 0).
-    assert!(!pitch.is_empty(), "no pitch loss logged: {metrics}");
-    assert!(pitch.iter().all(|p| p.is_finite() && *p > 0.0), "{pitch:?}");
+    let amplitude: Vec<f64> = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter_map(|s| s["amplitude"].as_f64())
+        .collect();
+    // The sample clips are speech: some frames are voiced, so both losses are measured (> 0).
+    assert!(!pitch.is_empty() && pitch.len() == amplitude.len(), "harmonic losses not logged: {metrics}");
+    assert!(pitch.iter().chain(&amplitude).all(|p| p.is_finite() && *p > 0.0), "{pitch:?} {amplitude:?}");
     let with_source = run.join("model.safetensors");
     assert_round_trips(&with_source, &dir);
 

@@ -193,6 +193,7 @@ where
                         + &log.intelligibility.map(|i| format!(" stoi {i:.3}")).unwrap_or_default()
                         + &log.consistency.map(|c| format!(" disagree {c:.3}")).unwrap_or_default()
                         + &log.pitch.map(|p| format!(" pitch {p:.3}")).unwrap_or_default()
+                        + &log.amplitude.map(|a| format!(" harm {a:.3}")).unwrap_or_default()
                         + &log.adversarial.map(|a| format!(" adv {a:.3}")).unwrap_or_default()
                         + &log.feature_matching.map(|f| format!(" fm {f:.3}")).unwrap_or_default()
                         + &log.critic.map(|c| format!(" critic {c:.3}")).unwrap_or_default(),

@@ -11,7 +11,7 @@ use burn::tensor::{Tensor, TensorData, backend::Backend};
 
 use super::config::{ConvNextConfig, ModelConfig};
 use super::conv::{CausalConv1d, ConvState, DepthwiseConv1d, Streaming, previous_frames};
-use super::harmonic::{HarmonicSource, HarmonicState, PitchTrack};
+use super::harmonic::{HarmonicPrediction, HarmonicSource, HarmonicState, PitchTrack};
 use super::matmul::{linear, matmul};
 use super::spectral::periodic_hann;
 
@@ -96,9 +96,8 @@ pub(crate) struct TrainingDecode<B: Backend> {
     pub audio: Tensor<B, 3>,
     /// How much neighbouring frames disagree, when asked for ([`frame_disagreement`]).
     pub disagreement: Option<Tensor<B, 1>>,
-    /// The harmonic source's natural-log pitch per frame `[batch, frames]`, when the model
-    /// has one.
-    pub log_f0: Option<Tensor<B, 2>>,
+    /// What the harmonic source predicted, when the model has one.
+    pub harmonic: Option<HarmonicPrediction<B>>,
 }
 
 impl<B: Backend> Decoder<B> {
@@ -236,11 +235,6 @@ impl<B: Backend> Decoder<B> {
         self.decode(latents, &mut state, measure_disagreement, track)
     }
 
-    /// Whether the decoder has a harmonic source (whose training wants a pitch track).
-    pub(crate) fn has_harmonic_source(&self) -> bool {
-        self.harmonic.is_some()
-    }
-
     /// Decodes `latents` on from `state`.
     fn decode(
         &self,
@@ -253,13 +247,13 @@ impl<B: Backend> Decoder<B> {
         let windows = self.windows(features.clone(), state);
         let disagreement = measure_disagreement.then(|| frame_disagreement(windows.clone(), self.hop));
         let mut audio = self.overlap_add(windows, state);
-        let mut log_f0 = None;
+        let mut harmonic = None;
         if let (Some(source), Some(source_state)) = (&self.harmonic, state.harmonic.as_mut()) {
-            let (voiced, pitch) = source.step_guided(features, source_state, track);
+            let (voiced, prediction) = source.step_guided(features, source_state, track);
             audio = audio + voiced;
-            log_f0 = Some(pitch);
+            harmonic = Some(prediction);
         }
-        TrainingDecode { audio, disagreement, log_f0 }
+        TrainingDecode { audio, disagreement, harmonic }
     }
 
     /// The normalised output of the ConvNeXt stack `[batch, frames, dim]`, which both heads read.

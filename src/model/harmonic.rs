@@ -53,6 +53,16 @@ pub(crate) struct PitchTrack<B: Backend> {
     pub voiced: Tensor<B, 2>,
 }
 
+/// What a [`HarmonicSource`] predicted for each frame.
+#[derive(Debug, Clone)]
+pub struct HarmonicPrediction<B: Backend> {
+    /// Natural-log fundamental `[batch, frames]`.
+    pub log_f0: Tensor<B, 2>,
+    /// Natural-log amplitude of each harmonic `[batch, frames, harmonics]`, before muting
+    /// those above the Nyquist margin.
+    pub log_amplitudes: Tensor<B, 3>,
+}
+
 /// Streaming state of a [`HarmonicSource`]: the last frame's fundamental and amplitudes
 /// (each hop glides from them to the new frame's), and the fundamental's phase.
 #[derive(Debug, Clone)]
@@ -84,10 +94,10 @@ impl<B: Backend> HarmonicSource<B> {
         }
     }
 
-    /// Samples `[batch, frames * hop, 1]` for trunk features `[batch, frames, dim]`, and the
-    /// predicted natural-log fundamental of each frame `[batch, frames]` (what the pitch
-    /// loss trains). The fundamental reaches each frame's value at the end of its hop.
-    pub fn step(&self, features: Tensor<B, 3>, state: &mut HarmonicState<B>) -> (Tensor<B, 3>, Tensor<B, 2>) {
+    /// Samples `[batch, frames * hop, 1]` for trunk features `[batch, frames, dim]`, and
+    /// what was predicted for each frame (what the training losses see). The fundamental and
+    /// the amplitudes reach each frame's values at the end of its hop.
+    pub fn step(&self, features: Tensor<B, 3>, state: &mut HarmonicState<B>) -> (Tensor<B, 3>, HarmonicPrediction<B>) {
         self.step_guided(features, state, None)
     }
 
@@ -97,13 +107,14 @@ impl<B: Backend> HarmonicSource<B> {
         features: Tensor<B, 3>,
         state: &mut HarmonicState<B>,
         track: Option<&PitchTrack<B>>,
-    ) -> (Tensor<B, 3>, Tensor<B, 2>) {
+    ) -> (Tensor<B, 3>, HarmonicPrediction<B>) {
         let [batch, frames, _] = features.dims();
         let (hop, harmonics, device) = (self.hop, self.harmonics, features.device());
         let outputs = linear(&self.head, features);
         let (low, high) = (MIN_F0.ln(), MAX_F0.ln());
         let log_f0 = sigmoid(outputs.clone().narrow(2, 0, 1)).mul_scalar(high - low).add_scalar(low);
-        let amplitudes = outputs.narrow(2, 1, harmonics).clamp_max(MAX_LOG_AMPLITUDE).exp();
+        let log_amplitudes = outputs.narrow(2, 1, harmonics).clamp_max(MAX_LOG_AMPLITUDE);
+        let amplitudes = log_amplitudes.clone().exp();
         // The oscillator follows the pitch but is not trained through: the pitch loss does
         // that, and gradients through a sine's phase point nowhere useful.
         let mut f0 = log_f0.clone().detach().exp();
@@ -151,7 +162,8 @@ impl<B: Backend> HarmonicSource<B> {
         let to_end = Tensor::<B, 3>::from_data(TensorData::new(weights, [1, hop, 1]), &device);
         let from_start = to_end.clone().neg().add_scalar(1.0);
         let samples = from_each_end.clone().narrow(2, 0, 1) * from_start + from_each_end.narrow(2, 1, 1) * to_end;
-        (samples.reshape([batch, frames * hop, 1]), log_f0.reshape([batch, frames]))
+        let prediction = HarmonicPrediction { log_f0: log_f0.reshape([batch, frames]), log_amplitudes };
+        (samples.reshape([batch, frames * hop, 1]), prediction)
     }
 
     /// The fundamental's phase at the start of each hop `[batch, frames, 1]`, carried on
@@ -243,8 +255,8 @@ mod tests {
         let device = Default::default();
         let source = unit_tone_source(200.0);
         let features = Tensor::<Flex, 3>::zeros([1, 20, 8], &device);
-        let (samples, log_f0) = source.step(features, &mut source.init_state(1, &device));
-        let f0: Vec<f32> = log_f0.exp().into_data().into_vec().unwrap();
+        let (samples, prediction) = source.step(features, &mut source.init_state(1, &device));
+        let f0: Vec<f32> = prediction.log_f0.exp().into_data().into_vec().unwrap();
         assert!(f0.iter().all(|f| (f - 200.0).abs() < 0.01), "{f0:?}");
         assert_unit_sine(samples, 200.0);
     }
@@ -256,9 +268,10 @@ mod tests {
         let features = Tensor::<Flex, 3>::zeros([1, 20, 8], &device);
         let track =
             PitchTrack { log_f0: Tensor::full([1, 20], 300f32.ln(), &device), voiced: Tensor::ones([1, 20], &device) };
-        let (samples, log_f0) = source.step_guided(features.clone(), &mut source.init_state(1, &device), Some(&track));
+        let (samples, prediction) =
+            source.step_guided(features.clone(), &mut source.init_state(1, &device), Some(&track));
         // The prediction is still reported (the pitch loss trains it); the sound follows the track.
-        let f0: Vec<f32> = log_f0.exp().into_data().into_vec().unwrap();
+        let f0: Vec<f32> = prediction.log_f0.exp().into_data().into_vec().unwrap();
         assert!(f0.iter().all(|f| (f - 200.0).abs() < 0.01), "{f0:?}");
         assert_unit_sine(samples, 300.0);
         let unvoiced = PitchTrack { voiced: Tensor::zeros([1, 20], &device), ..track };

@@ -1,5 +1,6 @@
-//! Pitch targets for the decoder's harmonic source: the fundamental of each frame of a
-//! training crop, from the McLeod pitch method, where the crop is clearly voiced.
+//! Targets for the decoder's harmonic source: the fundamental of each frame of a training
+//! crop, from the McLeod pitch method, where the crop is clearly voiced; and the amplitude
+//! of each harmonic of that fundamental in the crop.
 
 use pitch_detection::detector::PitchDetector;
 use pitch_detection::detector::mcleod::McLeodDetector;
@@ -10,13 +11,23 @@ use crate::model::harmonic::{MAX_F0, MIN_F0};
 const CLARITY_THRESHOLD: f32 = 0.7;
 /// Frames quieter than this RMS get no target.
 const MIN_RMS: f32 = 0.003;
+/// Added to amplitudes before their logarithm: about −80 dBFS, far below any audible
+/// harmonic, so silent harmonics do not dominate the amplitude loss.
+pub const AMPLITUDE_FLOOR: f32 = 1e-4;
+/// Harmonics above this share of the Nyquist frequency get no target (the source mutes them).
+const NYQUIST_MARGIN: f32 = 0.95;
+
+/// Length of the analysis window at `sample_rate`: two periods of the lowest pitch.
+fn window_len(sample_rate: u32) -> usize {
+    (2.0 * f64::from(sample_rate) / MIN_F0).ceil() as usize
+}
 
 /// The natural-log fundamental of each of the `frames` frames of `crop`, or `None` where a
 /// frame is unvoiced, too quiet, or its analysis window does not fit in the crop. Frame t's
 /// window is centred on the end of its hop, where the harmonic source reaches frame t's
 /// pitch. The window holds two periods of the lowest pitch.
 pub fn log_f0_targets(crop: &[f32], frames: usize, hop: usize, sample_rate: u32) -> Vec<Option<f32>> {
-    let window = (2.0 * f64::from(sample_rate) / MIN_F0).ceil() as usize;
+    let window = window_len(sample_rate);
     let mut detector = McLeodDetector::<f32>::new(window, window / 2);
     let min_power = MIN_RMS * MIN_RMS * window as f32;
     (0..frames)
@@ -29,6 +40,49 @@ pub fn log_f0_targets(crop: &[f32], frames: usize, hop: usize, sample_rate: u32)
             (MIN_F0..=MAX_F0).contains(&f0).then(|| f0.ln() as f32)
         })
         .collect()
+}
+
+/// For each frame of `crop` with a pitch in `log_f0` (from [`log_f0_targets`]), the
+/// log amplitude (plus [`AMPLITUDE_FLOOR`]) of each of its first `harmonics` harmonics in a
+/// Hann window at the same place, and 1 where that target holds (voiced frame, harmonic
+/// below the Nyquist margin), 0 elsewhere: two `[frames * harmonics]` arrays.
+pub fn log_amplitude_targets(
+    crop: &[f32],
+    log_f0: &[Option<f32>],
+    hop: usize,
+    sample_rate: u32,
+    harmonics: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    let window = window_len(sample_rate);
+    let hann: Vec<f32> =
+        (0..window).map(|n| (0.5 - 0.5 * (std::f64::consts::TAU * n as f64 / window as f64).cos()) as f32).collect();
+    // A sinusoid of amplitude A gives |Σ x·w·e^(−iωn)| = A·Σw/2 at its own frequency.
+    let gain = 2.0 / hann.iter().sum::<f32>();
+    let limit = NYQUIST_MARGIN * sample_rate as f32 / 2.0;
+    let (mut targets, mut mask) = (vec![0.0; log_f0.len() * harmonics], vec![0.0; log_f0.len() * harmonics]);
+    for (frame, pitch) in log_f0.iter().enumerate() {
+        let Some(f0) = pitch.map(f32::exp) else { continue };
+        let start = (frame + 1) * hop - window / 2;
+        let windowed: Vec<f32> = crop[start..start + window].iter().zip(&hann).map(|(x, w)| x * w).collect();
+        for k in 1..=harmonics {
+            let frequency = k as f32 * f0;
+            if frequency >= limit {
+                break;
+            }
+            // The phasor e^(−iωn) by rotation, one multiplication per sample.
+            let (step_sin, step_cos) = (std::f32::consts::TAU * frequency / sample_rate as f32).sin_cos();
+            let (mut re, mut im, mut cos, mut sin) = (0f32, 0f32, 1f32, 0f32);
+            for x in &windowed {
+                re += x * cos;
+                im -= x * sin;
+                (cos, sin) = (cos * step_cos - sin * step_sin, sin * step_cos + cos * step_sin);
+            }
+            let at = frame * harmonics + k - 1;
+            targets[at] = (gain * re.hypot(im) + AMPLITUDE_FLOOR).ln();
+            mask[at] = 1.0;
+        }
+    }
+    (targets, mask)
 }
 
 #[cfg(test)]
@@ -61,5 +115,28 @@ mod tests {
             .collect();
         let voiced = log_f0_targets(&noise, 50, 320, rate).iter().filter(|t| t.is_some()).count();
         assert!(voiced <= 2, "{voiced} of 49 noise frames called voiced");
+    }
+
+    #[test]
+    fn measures_each_harmonics_amplitude() {
+        let rate = 16_000;
+        let amplitudes = [0.1f32, 0.0, 0.02, 0.05];
+        let tone: Vec<f32> = (0..8_000)
+            .map(|n| {
+                let t = n as f32 / rate as f32;
+                amplitudes.iter().zip(1..).map(|(a, k)| a * (std::f32::consts::TAU * 150.0 * k as f32 * t).sin()).sum()
+            })
+            .collect();
+        let mut pitch = vec![Some(150f32.ln()); 24];
+        pitch.push(None);
+        pitch[3] = None;
+        // 60 harmonics of 150 Hz: those from 51 on (7650 Hz and up) are above the margin.
+        let (targets, mask) = log_amplitude_targets(&tone, &pitch, 320, rate, 60);
+        assert!(mask[3 * 60..4 * 60].iter().all(|&m| m == 0.0), "an unvoiced frame has no targets");
+        assert_eq!(mask[5 * 60..6 * 60].iter().sum::<f32>(), 50.0);
+        for (k, expected) in amplitudes.iter().enumerate() {
+            let found = targets[5 * 60 + k].exp() - AMPLITUDE_FLOOR;
+            assert!((found - expected).abs() < 0.003, "harmonic {}: {found} vs {expected}", k + 1);
+        }
     }
 }

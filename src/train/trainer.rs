@@ -28,7 +28,7 @@ use super::pitch;
 use super::transposed::TransposedDecoder;
 use super::vq::{EmaCodebooks, StageStats};
 use crate::error::{Error, Result};
-use crate::model::harmonic::PitchTrack;
+use crate::model::harmonic::{HarmonicPrediction, PitchTrack};
 use crate::model::rvq::Rvq;
 use crate::model::{Model, ModelConfig, Streaming, weights};
 
@@ -39,6 +39,11 @@ const COMMITMENT_WEIGHT: f64 = 0.25;
 /// Weight of the harmonic source's pitch loss (mean absolute error of the natural-log pitch
 /// on voiced frames: 0.05 is about a semitone off).
 const PITCH_WEIGHT: f64 = 1.0;
+/// Weight of the harmonic source's amplitude loss (mean absolute error of the natural-log
+/// amplitude of each harmonic on voiced frames). Without it a quiet new source beside a
+/// trained inverse-STFT head gets almost no gradient: added at random phase to the head's
+/// output, its first-order effect on the spectral losses averages out.
+const AMPLITUDE_WEIGHT: f64 = 0.2;
 /// Linear warmup of the learning rate, in steps.
 const WARMUP_STEPS: u64 = 500;
 /// Steps between validation passes.
@@ -153,6 +158,9 @@ pub struct StepLog {
     /// Pitch loss of the harmonic source (mean absolute natural-log pitch error on voiced
     /// frames), when the model has one.
     pub pitch: Option<f32>,
+    /// Amplitude loss of the harmonic source (mean absolute natural-log error of each
+    /// harmonic's amplitude on voiced frames), when the model has one.
+    pub amplitude: Option<f32>,
     /// Adversarial loss of the decoder (decoded audio's critic scores toward 1), when
     /// trained on.
     pub adversarial: Option<f32>,
@@ -212,10 +220,10 @@ struct Forward<B: Backend> {
     /// How much the decoder's overlapping frames disagree, when measured
     /// (`Decoder::decode_for_training`).
     disagreement: Option<Tensor<B, 1>>,
-    /// The harmonic source's log pitch per frame `[batch, frames]`, when the model has one.
-    log_f0: Option<Tensor<B, 2>>,
-    /// Its [`pitch_loss`], once measured against the batch.
-    pitch_loss: Option<Tensor<B, 1>>,
+    /// What the harmonic source predicted, when the model has one.
+    harmonic: Option<HarmonicPrediction<B>>,
+    /// Its pitch and amplitude losses ([`harmonic_losses`]), once measured against the batch.
+    harmonic_losses: Option<[Tensor<B, 1>; 2]>,
     codes: Vec<Vec<i64>>,
     residuals: Vec<Vec<f32>>,
 }
@@ -257,8 +265,8 @@ fn forward_factorized<B: Backend>(
         reconstruction: decoded.reshape([batch, len]),
         commitment: quantized.loss,
         disagreement: None,
-        log_f0: None,
-        pitch_loss: None,
+        harmonic: None,
+        harmonic_losses: None,
         codes: quantized.codes,
         residuals: quantized.projected,
     }
@@ -296,14 +304,14 @@ fn forward<B: Backend>(
     let commitment = (error.clone() * error).mean();
     let straight_through = flat.clone() + (quantized - flat).detach();
     let latents = straight_through.reshape([batch, frames, dim]);
-    let (decoded, disagreement, log_f0) = match transposed {
+    let (decoded, disagreement, harmonic) = match transposed {
         None => {
             let decoded = model.decoder.decode_for_training(latents, measure_disagreement, track);
-            (decoded.audio.reshape([batch, len]), decoded.disagreement, decoded.log_f0)
+            (decoded.audio.reshape([batch, len]), decoded.disagreement, decoded.harmonic)
         }
         Some(_) => (decode(model, transposed, latents), None, None),
     };
-    Forward { reconstruction: decoded, commitment, disagreement, log_f0, pitch_loss: None, codes, residuals }
+    Forward { reconstruction: decoded, commitment, disagreement, harmonic, harmonic_losses: None, codes, residuals }
 }
 
 /// Initialises the EMA codebooks of a new run from the residuals of `audio` `[batch, len]`
@@ -410,38 +418,61 @@ fn total_loss<B: Backend>(
     if let Some(disagreement) = &pass.disagreement {
         total = total + disagreement.clone().mul_scalar(weights.consistency);
     }
-    if let Some(pitch) = &pass.pitch_loss {
-        total = total + pitch.clone().mul_scalar(PITCH_WEIGHT);
+    if let Some([pitch, amplitude]) = &pass.harmonic_losses {
+        total = total + pitch.clone().mul_scalar(PITCH_WEIGHT) + amplitude.clone().mul_scalar(AMPLITUDE_WEIGHT);
     }
     total
 }
 
-/// The pitch tracker's track of each crop of `samples` (`crops` of them, `frames` frames
-/// each).
-fn pitch_track<B: Backend>(
+/// What the harmonic source is trained towards on a batch: the pitch tracker's track
+/// (which also drives its oscillators), and the log amplitude of each harmonic of that
+/// pitch `[crops, frames, harmonics]`, with 1 where that amplitude is a target.
+struct HarmonicTargets<B: Backend> {
+    track: PitchTrack<B>,
+    log_amplitudes: Tensor<B, 3>,
+    measured: Tensor<B, 3>,
+}
+
+/// [`HarmonicTargets`] of each crop of `samples` (`crops` of them, `frames` frames each).
+fn harmonic_targets<B: Backend>(
     samples: &[f32],
-    [crops, frames]: [usize; 2],
-    hop: usize,
-    sample_rate: u32,
+    [crops, frames, harmonics]: [usize; 3],
+    (hop, sample_rate): (usize, u32),
     device: &B::Device,
-) -> PitchTrack<B> {
-    let targets: Vec<Option<f32>> = samples
+) -> HarmonicTargets<B> {
+    let per_crop: Vec<_> = samples
         .par_chunks(samples.len() / crops)
-        .flat_map_iter(|crop| pitch::log_f0_targets(crop, frames, hop, sample_rate))
+        .map(|crop| {
+            let log_f0 = pitch::log_f0_targets(crop, frames, hop, sample_rate);
+            let (amplitudes, measured) = pitch::log_amplitude_targets(crop, &log_f0, hop, sample_rate, harmonics);
+            (log_f0, amplitudes, measured)
+        })
         .collect();
-    let voiced: Vec<f32> = targets.iter().map(|t| if t.is_some() { 1.0 } else { 0.0 }).collect();
-    let log_f0: Vec<f32> = targets.iter().map(|t| t.unwrap_or(0.0)).collect();
-    PitchTrack {
-        log_f0: Tensor::from_data(TensorData::new(log_f0, [crops, frames]), device),
-        voiced: Tensor::from_data(TensorData::new(voiced, [crops, frames]), device),
+    let voiced: Vec<f32> = per_crop.iter().flat_map(|c| c.0.iter().map(|t| f32::from(u8::from(t.is_some())))).collect();
+    let log_f0: Vec<f32> = per_crop.iter().flat_map(|c| c.0.iter().map(|t| t.unwrap_or(0.0))).collect();
+    let amplitudes: Vec<f32> = per_crop.iter().flat_map(|c| c.1.iter().copied()).collect();
+    let measured: Vec<f32> = per_crop.iter().flat_map(|c| c.2.iter().copied()).collect();
+    HarmonicTargets {
+        track: PitchTrack {
+            log_f0: Tensor::from_data(TensorData::new(log_f0, [crops, frames]), device),
+            voiced: Tensor::from_data(TensorData::new(voiced, [crops, frames]), device),
+        },
+        log_amplitudes: Tensor::from_data(TensorData::new(amplitudes, [crops, frames, harmonics]), device),
+        measured: Tensor::from_data(TensorData::new(measured, [crops, frames, harmonics]), device),
     }
 }
 
-/// Mean absolute error of the predicted natural-log pitch `[crops, frames]` against the
-/// track's on its voiced frames (0 when none is voiced).
-fn pitch_loss<B: Backend>(log_f0: Tensor<B, 2>, track: &PitchTrack<B>) -> Tensor<B, 1> {
+/// The harmonic source's pitch loss (mean absolute error of the natural-log pitch on voiced
+/// frames) and amplitude loss (mean absolute error of log(amplitude + floor) over the
+/// harmonics measured); each 0 when the batch has nothing to measure.
+fn harmonic_losses<B: Backend>(prediction: &HarmonicPrediction<B>, targets: &HarmonicTargets<B>) -> [Tensor<B, 1>; 2] {
+    let track = &targets.track;
     let voiced = track.voiced.clone().sum().clamp_min(1.0);
-    ((log_f0 - track.log_f0.clone()).abs() * track.voiced.clone()).sum() / voiced
+    let pitch = ((prediction.log_f0.clone() - track.log_f0.clone()).abs() * track.voiced.clone()).sum() / voiced;
+    let measured = targets.measured.clone().sum().clamp_min(1.0);
+    let predicted = prediction.log_amplitudes.clone().exp().add_scalar(f64::from(pitch::AMPLITUDE_FLOOR)).log();
+    let amplitude = ((predicted - targets.log_amplitudes.clone()).abs() * targets.measured.clone()).sum() / measured;
+    [pitch, amplitude]
 }
 
 /// Weights of the optional loss terms.
@@ -473,6 +504,7 @@ struct LossFigures {
     intelligibility: Option<f32>,
     consistency: Option<f32>,
     pitch: Option<f32>,
+    amplitude: Option<f32>,
     adversarial: Option<AdversarialFigures>,
     commitment: f32,
 }
@@ -488,7 +520,8 @@ impl LossFigures {
             phase: terms.phase.clone().map(scalar),
             intelligibility: terms.intelligibility.clone().map(scalar),
             consistency: pass.disagreement.clone().map(scalar),
-            pitch: pass.pitch_loss.clone().map(scalar),
+            pitch: pass.harmonic_losses.clone().map(|[pitch, _]| scalar(pitch)),
+            amplitude: pass.harmonic_losses.clone().map(|[_, amplitude]| scalar(amplitude)),
             adversarial: None,
             commitment: scalar(pass.commitment.clone()),
         }
@@ -505,6 +538,7 @@ impl LossFigures {
         self.intelligibility = other.intelligibility.map(|i| self.intelligibility.unwrap_or(0.0) + share * i);
         self.consistency = other.consistency.map(|c| self.consistency.unwrap_or(0.0) + share * c);
         self.pitch = other.pitch.map(|p| self.pitch.unwrap_or(0.0) + share * p);
+        self.amplitude = other.amplitude.map(|a| self.amplitude.unwrap_or(0.0) + share * a);
         self.adversarial = other.adversarial.map(|o| {
             let sum = self.adversarial.unwrap_or_default();
             AdversarialFigures {
@@ -524,6 +558,7 @@ struct Shape {
     crop: usize,
     hop: usize,
     sample_rate: u32,
+    harmonics: usize,
     stages: usize,
     weights: OptionalWeights,
     /// Whether the step is logged: reading the loss terms back waits for the device.
@@ -556,12 +591,13 @@ fn train_shard<B: AutodiffBackend>(
 ) -> ShardResult {
     let audio = Tensor::<B, 3>::from_data(TensorData::new(samples.to_vec(), [crops, shape.crop, 1]), device);
     let target = audio.clone().reshape([crops, shape.crop]);
-    let track = model.decoder.has_harmonic_source().then(|| {
+    let targets = (shape.harmonics > 0).then(|| {
         let frames = shape.crop / shape.hop;
-        pitch_track(samples, [crops, frames], shape.hop, shape.sample_rate, device)
+        harmonic_targets(samples, [crops, frames, shape.harmonics], (shape.hop, shape.sample_rate), device)
     });
-    let mut pass = forward(model, None, audio, shape.stages, (shape.weights.consistency > 0.0, track.as_ref()));
-    pass.pitch_loss = pass.log_f0.clone().zip(track.as_ref()).map(|(log_f0, track)| pitch_loss(log_f0, track));
+    let track = targets.as_ref().map(|t| &t.track);
+    let mut pass = forward(model, None, audio, shape.stages, (shape.weights.consistency > 0.0, track));
+    pass.harmonic_losses = pass.harmonic.as_ref().zip(targets.as_ref()).map(|(p, t)| harmonic_losses(p, t));
     let (terms, predicted_spectra, target_spectra) = loss.losses_and_spectra(pass.reconstruction.clone(), target);
     let mut total = total_loss(&terms, &pass, COMMITMENT_WEIGHT, shape.weights);
     let share = crops as f32 / shape.crops as f32;
@@ -883,6 +919,7 @@ pub fn train<B: AutodiffBackend>(
                 crop,
                 hop: config.hop(),
                 sample_rate: config.sample_rate,
+                harmonics: config.harmonics,
                 stages,
                 weights: optional_weights,
                 log,
@@ -979,6 +1016,7 @@ pub fn train<B: AutodiffBackend>(
                 intelligibility: figures.intelligibility,
                 consistency: figures.consistency,
                 pitch: figures.pitch,
+                amplitude: figures.amplitude,
                 adversarial: figures.adversarial.map(|a| a.adversarial),
                 feature_matching: figures.adversarial.map(|a| a.feature_matching),
                 critic: figures.adversarial.map(|a| a.critic),
@@ -1135,8 +1173,16 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(3);
         initialise_codebooks(&mut model, &mut ema, &samples, [crops, crop], (&config, &device), &mut rng);
         let weights = OptionalWeights { phase: 0.0, intelligibility: 0.0, consistency: 0.5, adversarial: 0.5 };
-        let shape =
-            Shape { crops, crop, hop: config.hop(), sample_rate: config.sample_rate, stages: 2, weights, log: false };
+        let shape = Shape {
+            crops,
+            crop,
+            hop: config.hop(),
+            sample_rate: config.sample_rate,
+            harmonics: 0,
+            stages: 2,
+            weights,
+            log: false,
+        };
         let critic = adversarial.then(|| Critic::<B>::new(&loss.resolutions(), &device));
 
         let sum_of = |shards: Vec<ShardResult>| {
