@@ -44,8 +44,10 @@ pub fn log_f0_targets(crop: &[f32], frames: usize, hop: usize, sample_rate: u32)
 
 /// For each frame of `crop` with a pitch in `log_f0` (from [`log_f0_targets`]), the
 /// log amplitude (plus [`AMPLITUDE_FLOOR`]) of each of its first `harmonics` harmonics in a
-/// Hann window at the same place, and 1 where that target holds (voiced frame, harmonic
-/// below the Nyquist margin), 0 elsewhere: two `[frames * harmonics]` arrays.
+/// Hann window at the same place; for each frame without one whose window fits in the crop
+/// (unvoiced or silent), the floor itself, so the source learns to fall silent there. Also
+/// 1 where a target holds and 0 elsewhere (harmonics above the Nyquist margin, frames at
+/// the crop's edges): two `[frames * harmonics]` arrays.
 pub fn log_amplitude_targets(
     crop: &[f32],
     log_f0: &[Option<f32>],
@@ -61,8 +63,14 @@ pub fn log_amplitude_targets(
     let limit = NYQUIST_MARGIN * sample_rate as f32 / 2.0;
     let (mut targets, mut mask) = (vec![0.0; log_f0.len() * harmonics], vec![0.0; log_f0.len() * harmonics]);
     for (frame, pitch) in log_f0.iter().enumerate() {
-        let Some(f0) = pitch.map(f32::exp) else { continue };
-        let start = (frame + 1) * hop - window / 2;
+        let Some(start) = ((frame + 1) * hop).checked_sub(window / 2).filter(|s| s + window <= crop.len()) else {
+            continue;
+        };
+        let Some(f0) = pitch.map(f32::exp) else {
+            targets[frame * harmonics..(frame + 1) * harmonics].fill(AMPLITUDE_FLOOR.ln());
+            mask[frame * harmonics..(frame + 1) * harmonics].fill(1.0);
+            continue;
+        };
         let windowed: Vec<f32> = crop[start..start + window].iter().zip(&hann).map(|(x, w)| x * w).collect();
         for k in 1..=harmonics {
             let frequency = k as f32 * f0;
@@ -132,7 +140,9 @@ mod tests {
         pitch[3] = None;
         // 60 harmonics of 150 Hz: those from 51 on (7650 Hz and up) are above the margin.
         let (targets, mask) = log_amplitude_targets(&tone, &pitch, 320, rate, 60);
-        assert!(mask[3 * 60..4 * 60].iter().all(|&m| m == 0.0), "an unvoiced frame has no targets");
+        assert!(mask[3 * 60..4 * 60].iter().all(|&m| m == 1.0), "an unvoiced frame's harmonics are all targets");
+        assert!(targets[3 * 60..4 * 60].iter().all(|&t| t == AMPLITUDE_FLOOR.ln()), "of silence");
+        assert!(mask[24 * 60..].iter().all(|&m| m == 0.0), "a frame whose window runs past the end has none");
         assert_eq!(mask[5 * 60..6 * 60].iter().sum::<f32>(), 50.0);
         for (k, expected) in amplitudes.iter().enumerate() {
             let found = targets[5 * 60 + k].exp() - AMPLITUDE_FLOOR;
