@@ -28,6 +28,11 @@ const MAX_LOG_AMPLITUDE: f64 = 2.0;
 /// A new source starts this quiet (log-amplitude of each harmonic), so adding it to a
 /// trained decoder leaves the decoder's sound almost unchanged until training raises it.
 const INITIAL_LOG_AMPLITUDE: f32 = -8.0;
+/// The head's outputs are this many times its linear layer's, the layer's initial weights
+/// as much smaller: the same start, but each optimizer step moves the pitch and the log
+/// amplitudes this much further. Without it the source, added to a trained decoder and
+/// trained at that decoder's fine-tuning rate, needed thousands of steps to leave silence.
+const OUTPUT_GAIN: f64 = 10.0;
 /// Harmonics above this share of the Nyquist frequency are muted (no aliasing).
 const NYQUIST_MARGIN: f64 = 0.95;
 
@@ -78,7 +83,8 @@ impl<B: Backend> HarmonicSource<B> {
     /// A new source on trunk features of width `dim`, every harmonic starting quiet.
     pub fn new(dim: usize, harmonics: usize, hop: usize, sample_rate: u32, device: &B::Device) -> Self {
         let mut head = LinearConfig::new(dim, 1 + harmonics).init(device);
-        let mut bias = vec![INITIAL_LOG_AMPLITUDE; 1 + harmonics];
+        head.weight = head.weight.map(|w| w.div_scalar(OUTPUT_GAIN));
+        let mut bias = vec![INITIAL_LOG_AMPLITUDE / OUTPUT_GAIN as f32; 1 + harmonics];
         bias[0] = 0.0;
         head.bias =
             Some(burn::module::Param::from_tensor(Tensor::from_data(TensorData::new(bias, [1 + harmonics]), device)));
@@ -110,7 +116,7 @@ impl<B: Backend> HarmonicSource<B> {
     ) -> (Tensor<B, 3>, HarmonicPrediction<B>) {
         let [batch, frames, _] = features.dims();
         let (hop, harmonics, device) = (self.hop, self.harmonics, features.device());
-        let outputs = linear(&self.head, features);
+        let outputs = linear(&self.head, features).mul_scalar(OUTPUT_GAIN);
         let (low, high) = (MIN_F0.ln(), MAX_F0.ln());
         let log_f0 = sigmoid(outputs.clone().narrow(2, 0, 1)).mul_scalar(high - low).add_scalar(low);
         let log_amplitudes = outputs.narrow(2, 1, harmonics).clamp_max(MAX_LOG_AMPLITUDE);
@@ -224,7 +230,8 @@ mod tests {
         let share = (f0.ln() - low) / (high - low);
         let logit = (share / (1.0 - share)).ln() as f32;
         source.head.weight = source.head.weight.map(|w| w.zeros_like());
-        let bias = Tensor::from_data(TensorData::new(vec![logit, 0.0, -30.0, -30.0], [4]), &Default::default());
+        let bias: Vec<f32> = [logit, 0.0, -30.0, -30.0].iter().map(|b| b / OUTPUT_GAIN as f32).collect();
+        let bias = Tensor::from_data(TensorData::new(bias, [4]), &Default::default());
         source.head.bias = Some(burn::module::Param::from_tensor(bias));
         source
     }
@@ -285,8 +292,8 @@ mod tests {
         let mut source = source(40);
         let logit = 10.0; // the highest pitch: 500 Hz, so harmonics 16 and up are above 7.6 kHz
         source.head.weight = source.head.weight.map(|w| w.zeros_like());
-        let mut bias = vec![-30.0f32; 41];
-        bias[0] = logit;
+        let mut bias = vec![-30.0 / OUTPUT_GAIN as f32; 41];
+        bias[0] = logit / OUTPUT_GAIN as f32;
         bias[20] = 0.0; // harmonic 20: 10 kHz, above the Nyquist frequency of 8 kHz
         source.head.bias =
             Some(burn::module::Param::from_tensor(Tensor::from_data(TensorData::new(bias, [41]), &device)));
