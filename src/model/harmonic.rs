@@ -32,6 +32,8 @@ const INITIAL_LOG_AMPLITUDE: f32 = -8.0;
 /// as much smaller: the same start, but each optimizer step moves the pitch and the log
 /// amplitudes this much further. Without it the source, added to a trained decoder and
 /// trained at that decoder's fine-tuning rate, needed thousands of steps to leave silence.
+/// The trunk's gradient from the head is scaled back down: unscaled, it took the trained
+/// decoder's validation log-mel L1 from 0.43 to 1.2 in 250 steps.
 const OUTPUT_GAIN: f64 = 10.0;
 /// Harmonics above this share of the Nyquist frequency are muted (no aliasing).
 const NYQUIST_MARGIN: f64 = 0.95;
@@ -116,6 +118,9 @@ impl<B: Backend> HarmonicSource<B> {
     ) -> (Tensor<B, 3>, HarmonicPrediction<B>) {
         let [batch, frames, _] = features.dims();
         let (hop, harmonics, device) = (self.hop, self.harmonics, features.device());
+        // The gain must speed up the head alone: the trunk below sees the gradient it would
+        // without it (forward value unchanged, gradient scaled by 1 / gain).
+        let features = features.clone().detach() + (features.clone() - features.detach()).div_scalar(OUTPUT_GAIN);
         let outputs = linear(&self.head, features).mul_scalar(OUTPUT_GAIN);
         let (low, high) = (MIN_F0.ln(), MAX_F0.ln());
         let log_f0 = sigmoid(outputs.clone().narrow(2, 0, 1)).mul_scalar(high - low).add_scalar(low);
