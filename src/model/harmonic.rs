@@ -292,6 +292,24 @@ mod tests {
     }
 
     #[test]
+    fn the_trunk_gets_the_heads_gradient_without_the_gain() {
+        type Diff = burn::backend::Autodiff<Flex>;
+        let device = Default::default();
+        let source = HarmonicSource::<Diff>::new(8, 4, 40, 16_000, &device);
+        let features = Tensor::<Diff, 3>::random([1, 3, 8], Distribution::Normal(0.0, 1.0), &device).require_grad();
+        let (_, prediction) = source.step(features.clone(), &mut source.init_state(1, &device));
+        let gradients = prediction.log_amplitudes.sum().backward();
+        let found: Vec<f32> = features.grad(&gradients).unwrap().into_data().into_vec().unwrap();
+        // d(sum of log amplitudes)/d(feature i) = the layer's weights from feature i to the
+        // four amplitude outputs, summed: what a head without the gain would pass down.
+        let weight: Vec<f32> = source.head.weight.val().inner().into_data().into_vec().unwrap();
+        for (i, found) in found.iter().enumerate() {
+            let expected: f32 = weight[(i % 8) * 5 + 1..(i % 8) * 5 + 5].iter().sum();
+            assert!((found - expected).abs() < 1e-5, "feature {i}: {found} vs {expected}");
+        }
+    }
+
+    #[test]
     fn harmonics_above_nyquist_are_muted() {
         let device = Default::default();
         let mut source = source(40);
