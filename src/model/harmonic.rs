@@ -25,9 +25,11 @@ pub const MIN_F0: f64 = 50.0;
 pub const MAX_F0: f64 = 500.0;
 /// Log-amplitudes are clamped here before `exp` (as the inverse-STFT head's are).
 const MAX_LOG_AMPLITUDE: f64 = 2.0;
-/// A new source starts this quiet (log-amplitude of each harmonic), so adding it to a
-/// trained decoder leaves the decoder's sound almost unchanged until training raises it.
-const INITIAL_LOG_AMPLITUDE: f32 = -8.0;
+/// A new source starts this quiet (log-amplitude of each harmonic: about −104 dBFS), so
+/// adding it to a trained decoder leaves the decoder's sound unchanged until training
+/// raises it. At −8 its 64 harmonics made a −54 dBFS hum in silences, and the log-mel L1 of
+/// the trained decoder went from 0.43 to 1.2.
+const INITIAL_LOG_AMPLITUDE: f32 = -12.0;
 /// The head's outputs are this many times its linear layer's, the layer's initial weights
 /// as much smaller: the same start, but each optimizer step moves the pitch and the log
 /// amplitudes this much further. Without it the source, added to a trained decoder and

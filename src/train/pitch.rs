@@ -11,9 +11,10 @@ use crate::model::harmonic::{MAX_F0, MIN_F0};
 const CLARITY_THRESHOLD: f32 = 0.7;
 /// Frames quieter than this RMS get no target.
 const MIN_RMS: f32 = 0.003;
-/// Added to amplitudes before their logarithm: about −80 dBFS, far below any audible
-/// harmonic, so silent harmonics do not dominate the amplitude loss.
-pub const AMPLITUDE_FLOOR: f32 = 1e-4;
+/// Added to amplitudes before their logarithm: −100 dBFS, so that silent harmonics do not
+/// dominate the amplitude loss, yet the source learns to be silent where speech is (64
+/// harmonics at −80 dBFS already hum audibly in a pause).
+pub const AMPLITUDE_FLOOR: f32 = 1e-5;
 /// Harmonics above this share of the Nyquist frequency get no target (the source mutes them).
 const NYQUIST_MARGIN: f32 = 0.95;
 
