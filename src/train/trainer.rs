@@ -43,7 +43,7 @@ const PITCH_WEIGHT: f64 = 1.0;
 /// amplitude of each harmonic on voiced frames). Without it a quiet new source beside a
 /// trained inverse-STFT head gets almost no gradient: added at random phase to the head's
 /// output, its first-order effect on the spectral losses averages out.
-const AMPLITUDE_WEIGHT: f64 = 0.2;
+const AMPLITUDE_WEIGHT: f64 = 1.0;
 /// Linear warmup of the learning rate, in steps.
 const WARMUP_STEPS: u64 = 500;
 /// Steps between validation passes.
