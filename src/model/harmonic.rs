@@ -39,7 +39,7 @@ const INITIAL_LOG_AMPLITUDE: f32 = -12.0;
 /// into the latents (models/MODEL_CARD.md, session 11).
 const OUTPUT_GAIN: f64 = 10.0;
 /// Harmonics above this share of the Nyquist frequency are muted (no aliasing).
-const NYQUIST_MARGIN: f64 = 0.95;
+pub const NYQUIST_MARGIN: f64 = 0.95;
 
 /// Per frame, the log fundamental and the log amplitude of each harmonic, from the
 /// decoder's trunk; synthesised with linear interpolation of both across each hop.

@@ -5,7 +5,7 @@
 use pitch_detection::detector::PitchDetector;
 use pitch_detection::detector::mcleod::McLeodDetector;
 
-use crate::model::harmonic::{MAX_F0, MIN_F0};
+use crate::model::harmonic::{MAX_F0, MIN_F0, NYQUIST_MARGIN};
 
 /// Below this clarity (0 to 1) a frame counts as unvoiced and gets no target.
 const CLARITY_THRESHOLD: f32 = 0.7;
@@ -15,8 +15,6 @@ const MIN_RMS: f32 = 0.003;
 /// dominate the amplitude loss, yet the source learns to be silent where speech is (64
 /// harmonics at −80 dBFS already hum audibly in a pause).
 pub const AMPLITUDE_FLOOR: f32 = 1e-5;
-/// Harmonics above this share of the Nyquist frequency get no target (the source mutes them).
-const NYQUIST_MARGIN: f32 = 0.95;
 
 /// Length of the analysis window at `sample_rate`: two periods of the lowest pitch.
 fn window_len(sample_rate: u32) -> usize {
@@ -61,7 +59,8 @@ pub fn log_amplitude_targets(
         (0..window).map(|n| (0.5 - 0.5 * (std::f64::consts::TAU * n as f64 / window as f64).cos()) as f32).collect();
     // A sinusoid of amplitude A gives |Σ x·w·e^(−iωn)| = A·Σw/2 at its own frequency.
     let gain = 2.0 / hann.iter().sum::<f32>();
-    let limit = NYQUIST_MARGIN * sample_rate as f32 / 2.0;
+    // Harmonics the source mutes get no target.
+    let limit = NYQUIST_MARGIN as f32 * sample_rate as f32 / 2.0;
     let (mut targets, mut mask) = (vec![0.0; log_f0.len() * harmonics], vec![0.0; log_f0.len() * harmonics]);
     for (frame, pitch) in log_f0.iter().enumerate() {
         let Some(start) = ((frame + 1) * hop).checked_sub(window / 2).filter(|s| s + window <= crop.len()) else {
