@@ -6,6 +6,7 @@ use pitch_detection::detector::PitchDetector;
 use pitch_detection::detector::mcleod::McLeodDetector;
 
 use crate::model::harmonic::{MAX_F0, MIN_F0, NYQUIST_MARGIN};
+use crate::model::spectral::periodic_hann;
 
 /// Below this clarity (0 to 1) a frame counts as unvoiced and gets no target.
 const CLARITY_THRESHOLD: f32 = 0.7;
@@ -55,8 +56,7 @@ pub fn log_amplitude_targets(
     harmonics: usize,
 ) -> (Vec<f32>, Vec<f32>) {
     let window = window_len(sample_rate);
-    let hann: Vec<f32> =
-        (0..window).map(|n| (0.5 - 0.5 * (std::f64::consts::TAU * n as f64 / window as f64).cos()) as f32).collect();
+    let hann: Vec<f32> = (0..window).map(|n| periodic_hann(n, window) as f32).collect();
     // A sinusoid of amplitude A gives |Σ x·w·e^(−iωn)| = A·Σw/2 at its own frequency.
     let gain = 2.0 / hann.iter().sum::<f32>();
     // Harmonics the source mutes get no target.
