@@ -217,7 +217,7 @@ impl<B: Backend> Streaming<B> for Decoder<B> {
 
 impl<B: Backend> Decoder<B> {
     /// Decodes a whole sequence from a fresh state, the harmonic source's oscillators
-    /// following `track` where it holds a pitch; returns the source's predicted pitch and,
+    /// following `track` where it holds a pitch; returns what the source predicted and,
     /// when `measure_disagreement`, how much neighbouring frames disagree on the samples
     /// they share: the squared difference of the two frames over each overlap, each weighted
     /// by both cross-fade gains, relative to their energy; mean over the batch. 0 when the

@@ -22,6 +22,13 @@ fn window_len(sample_rate: u32) -> usize {
     (2.0 * f64::from(sample_rate) / MIN_F0).ceil() as usize
 }
 
+/// The `window` samples of `crop` centred on the end of frame `frame`'s hop, where the
+/// harmonic source reaches that frame's values; `None` where they run past either edge.
+fn analysis_window(crop: &[f32], frame: usize, hop: usize, window: usize) -> Option<&[f32]> {
+    let start = ((frame + 1) * hop).checked_sub(window / 2)?;
+    crop.get(start..start + window)
+}
+
 /// The natural-log fundamental of each of the `frames` frames of `crop`, or `None` where a
 /// frame is unvoiced, too quiet, or its analysis window does not fit in the crop. Frame t's
 /// window is centred on the end of its hop, where the harmonic source reaches frame t's
@@ -32,9 +39,7 @@ pub fn log_f0_targets(crop: &[f32], frames: usize, hop: usize, sample_rate: u32)
     let min_power = MIN_RMS * MIN_RMS * window as f32;
     (0..frames)
         .map(|frame| {
-            let centre = (frame + 1) * hop;
-            let start = centre.checked_sub(window / 2)?;
-            let signal = crop.get(start..start + window)?;
+            let signal = analysis_window(crop, frame, hop, window)?;
             let pitch = detector.get_pitch(signal, sample_rate as usize, min_power, CLARITY_THRESHOLD)?;
             let f0 = f64::from(pitch.frequency);
             (MIN_F0..=MAX_F0).contains(&f0).then(|| f0.ln() as f32)
@@ -63,15 +68,13 @@ pub fn log_amplitude_targets(
     let limit = NYQUIST_MARGIN as f32 * sample_rate as f32 / 2.0;
     let (mut targets, mut mask) = (vec![0.0; log_f0.len() * harmonics], vec![0.0; log_f0.len() * harmonics]);
     for (frame, pitch) in log_f0.iter().enumerate() {
-        let Some(start) = ((frame + 1) * hop).checked_sub(window / 2).filter(|s| s + window <= crop.len()) else {
-            continue;
-        };
+        let Some(signal) = analysis_window(crop, frame, hop, window) else { continue };
         let Some(f0) = pitch.map(f32::exp) else {
             targets[frame * harmonics..(frame + 1) * harmonics].fill(AMPLITUDE_FLOOR.ln());
             mask[frame * harmonics..(frame + 1) * harmonics].fill(1.0);
             continue;
         };
-        let windowed: Vec<f32> = crop[start..start + window].iter().zip(&hann).map(|(x, w)| x * w).collect();
+        let windowed: Vec<f32> = signal.iter().zip(&hann).map(|(x, w)| x * w).collect();
         for k in 1..=harmonics {
             let frequency = k as f32 * f0;
             if frequency >= limit {

@@ -40,7 +40,7 @@ const COMMITMENT_WEIGHT: f64 = 0.25;
 /// on voiced frames: 0.05 is about a semitone off).
 const PITCH_WEIGHT: f64 = 1.0;
 /// Weight of the harmonic source's amplitude loss (mean absolute error of the natural-log
-/// amplitude of each harmonic on voiced frames). Without it a quiet new source beside a
+/// amplitude of each harmonic, against silence on unvoiced frames). Without it a quiet new source beside a
 /// trained inverse-STFT head gets almost no gradient: added at random phase to the head's
 /// output, its first-order effect on the spectral losses averages out.
 const AMPLITUDE_WEIGHT: f64 = 1.0;
@@ -159,7 +159,7 @@ pub struct StepLog {
     /// frames), when the model has one.
     pub pitch: Option<f32>,
     /// Amplitude loss of the harmonic source (mean absolute natural-log error of each
-    /// harmonic's amplitude on voiced frames), when the model has one.
+    /// harmonic's amplitude, against silence on unvoiced frames), when the model has one.
     pub amplitude: Option<f32>,
     /// Adversarial loss of the decoder (decoded audio's critic scores toward 1), when
     /// trained on.
