@@ -433,3 +433,34 @@ fn trained_weights_can_gain_a_harmonic_source_that_learns_pitch() {
     );
     assert_eq!(checkpoint_step(&run), Some(3), "the refused resume left the run as it was");
 }
+
+#[test]
+fn a_harmonic_source_can_gain_a_voicing_gate_that_learns_voicing() {
+    let (dir, data, weights) = warm_start_fixture();
+    let run = dir.path().join("run");
+    let train = |out_dir: &Path, extra: &[&str]| train_quietly(&data, out_dir, extra);
+    let start = weights.to_str().unwrap();
+    refused_with(train(&run, &["--init-from", start, "--add-voicing-gate", "--steps", "2"]), "--add-harmonics");
+    assert_eq!(checkpoint_step(&run), None, "a refused run leaves no checkpoint");
+
+    let out = train(&run, &["--init-from", start, "--add-harmonics", "8", "--add-voicing-gate", "--steps", "3"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let state: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(run.join("checkpoint/state.json")).unwrap()).unwrap();
+    assert_eq!(state["config"]["voicing_gate"], true);
+    let metrics = fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let voicing: Vec<f64> = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter_map(|s| s["voicing"].as_f64())
+        .collect();
+    // Cross-entropy of a head that starts undecided: about ln 2, and never 0 on speech.
+    assert!(!voicing.is_empty(), "voicing loss not logged: {metrics}");
+    assert!(voicing.iter().all(|v| v.is_finite() && *v > 0.1), "{voicing:?}");
+    let gated = run.join("model.safetensors");
+    assert_round_trips(&gated, &dir);
+    refused_with(
+        train(&dir.path().join("other"), &["--init-from", gated.to_str().unwrap(), "--add-voicing-gate"]),
+        "already",
+    );
+}

@@ -45,6 +45,11 @@ pub struct TrainArgs {
     /// the decoder first sounds as before.
     #[arg(long, value_name = "K", default_value_t = 0, requires = "init_from")]
     add_harmonics: usize,
+    /// Give the harmonic source (of the --init-from weights, or the one --add-harmonics
+    /// adds) a voicing gate: on frames judged voiced the inverse-STFT head falls silent below
+    /// 3 kHz and the source carries the voice alone.
+    #[arg(long, requires = "init_from")]
+    add_voicing_gate: bool,
     /// Stop after this many steps in total (also the length of the learning-rate schedule).
     #[arg(long, default_value_t = 200_000)]
     steps: u64,
@@ -135,6 +140,7 @@ pub fn run(args: &TrainArgs, global: &Global) -> Result<()> {
         grow_encoder: args.grow_encoder,
         accumulate_phase: args.accumulate_phase,
         add_harmonics: args.add_harmonics,
+        add_voicing_gate: args.add_voicing_gate,
         steps: args.steps,
         batch: args.batch,
         learning_rate: args.lr,
@@ -194,6 +200,7 @@ where
                         + &log.consistency.map(|c| format!(" disagree {c:.3}")).unwrap_or_default()
                         + &log.pitch.map(|p| format!(" pitch {p:.3}")).unwrap_or_default()
                         + &log.amplitude.map(|a| format!(" harm {a:.3}")).unwrap_or_default()
+                        + &log.voicing.map(|v| format!(" voicing {v:.3}")).unwrap_or_default()
                         + &log.adversarial.map(|a| format!(" adv {a:.3}")).unwrap_or_default()
                         + &log.feature_matching.map(|f| format!(" fm {f:.3}")).unwrap_or_default()
                         + &log.critic.map(|c| format!(" critic {c:.3}")).unwrap_or_default(),

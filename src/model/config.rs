@@ -41,6 +41,12 @@ pub struct ModelConfig {
     /// predicted pitch ([`crate::model::harmonic`]); 0 for none.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub harmonics: usize,
+    /// On frames the decoder judges voiced, the inverse-STFT head is silenced below 3 kHz
+    /// (fading back in by 4 kHz), so the harmonic source alone carries the voiced low band
+    /// and its pitch. Without the gate the trained head kept all of that energy and the
+    /// source stayed silent (models/MODEL_CARD.md, session 11). Needs `harmonics`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub voicing_gate: bool,
     /// Encode with log-magnitude spectra and a ConvNeXt stack at frame rate
     /// ([`crate::model::spectral`]) instead of the waveform convs; `encoder_channels` and
     /// `residual_dilations` are then unused (`strides` still set the hop).
@@ -80,6 +86,7 @@ impl Default for ModelConfig {
             spectral_encoder: None,
             accumulated_phase: false,
             harmonics: 0,
+            voicing_gate: false,
         }
     }
 }
@@ -158,6 +165,9 @@ impl ModelConfig {
                 "harmonics (a harmonic source) needs the shipped design: no transposed_decoder, codebook_dim 0".into(),
             );
         }
+        if self.voicing_gate && self.harmonics == 0 {
+            return Err("voicing_gate hands voiced sound to the harmonic source: it needs harmonics > 0".into());
+        }
         if self.max_stages > 32 {
             return Err("max_stages must be at most 32".into());
         }
@@ -190,6 +200,8 @@ mod tests {
         assert!(config.validate().unwrap_err().contains("strides"));
         let config = ModelConfig { harmonics: 16, transposed_decoder: true, ..Default::default() };
         assert!(config.validate().unwrap_err().contains("harmonics"));
+        let config = ModelConfig { voicing_gate: true, ..Default::default() };
+        assert!(config.validate().unwrap_err().contains("voicing_gate"));
         let stack = ConvNextConfig { dim: 64, hidden: 128, blocks: 2, kernel: 3 };
         let config = ModelConfig { strides: vec![3, 5], spectral_encoder: Some(stack.clone()), ..Default::default() };
         assert!(config.validate().unwrap_err().contains("divisible by 4"));

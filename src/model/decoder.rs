@@ -6,7 +6,7 @@ use std::f64::consts::{PI, TAU};
 
 use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::relu;
+use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 
 use super::config::{ConvNextConfig, ModelConfig};
@@ -17,6 +17,11 @@ use super::spectral::periodic_hann;
 
 /// Log-magnitudes are clamped here before `exp`, so an untrained head cannot overflow.
 const MAX_LOG_MAGNITUDE: f64 = 6.0;
+/// The voicing gate silences the inverse-STFT head fully below this frequency (Hz) on
+/// voiced frames: the band where a voice's harmonics are resolved and its pitch is heard.
+const GATE_FULL_HZ: f64 = 3000.0;
+/// … and not at all from this frequency up, where voiced speech is mostly noise-like.
+const GATE_END_HZ: f64 = 4000.0;
 
 /// Depthwise causal conv, LayerNorm, pointwise MLP, layer scale, residual. ReLU rather than
 /// ConvNeXt's GELU: GELU's `erf` cost 60x a ReLU on flex, 15 % of decode time.
@@ -76,6 +81,9 @@ pub struct Decoder<B: Backend> {
     /// Whether the head's phase outputs are frame-to-frame changes (see [`ModelConfig`]).
     accumulated_phase: bool,
     harmonic: Option<HarmonicSource<B>>,
+    /// Per bin `[1, 1, bins]`, how much the voicing gate silences the inverse-STFT head on a
+    /// voiced frame; derived, never stored. `None` without the gate.
+    gate_taper: Option<Tensor<B, 3>>,
 }
 
 /// State of the whole [`Decoder`]: conv contexts, the second half of the last frame, and
@@ -114,8 +122,11 @@ impl<B: Backend> Decoder<B> {
             synthesis: synthesis_basis(n_fft, device),
             hop: config.hop(),
             accumulated_phase: config.accumulated_phase,
-            harmonic: (config.harmonics > 0)
-                .then(|| HarmonicSource::new(c.dim, config.harmonics, config.hop(), config.sample_rate, device)),
+            harmonic: (config.harmonics > 0).then(|| {
+                let source = HarmonicSource::new(c.dim, config.harmonics, config.hop(), config.sample_rate, device);
+                if config.voicing_gate { source.with_voicing_head(c.dim, device) } else { source }
+            }),
+            gate_taper: config.voicing_gate.then(|| gate_taper(n_fft, config.sample_rate, device)),
         }
     }
 
@@ -124,6 +135,18 @@ impl<B: Backend> Decoder<B> {
     pub fn with_harmonics_added(mut self, harmonics: usize, config: &ModelConfig, device: &B::Device) -> Self {
         let dim = config.decoder.dim;
         self.harmonic = Some(HarmonicSource::new(dim, harmonics, config.hop(), config.sample_rate, device));
+        self
+    }
+
+    /// This decoder with the voicing gate ([`ModelConfig::voicing_gate`]) added to its
+    /// harmonic source, the new voicing head undecided on every frame.
+    ///
+    /// # Panics
+    /// If the decoder has no harmonic source (the config's validation refuses that).
+    pub fn with_voicing_gate_added(mut self, config: &ModelConfig, device: &B::Device) -> Self {
+        let source = self.harmonic.take().expect("the voicing gate needs a harmonic source");
+        self.harmonic = Some(source.with_voicing_head(config.decoder.dim, device));
+        self.gate_taper = config.voicing_gate.then(|| gate_taper(config.n_fft(), config.sample_rate, device));
         self
     }
 
@@ -177,6 +200,19 @@ fn steady_advance<B: Backend>(frames: usize, bins: usize, first_odd: bool, devic
         })
         .collect();
     Tensor::from_data(TensorData::new(signs, [1, frames, bins]), device)
+}
+
+/// The voicing gate's share of each bin `[1, 1, bins]`: 1 below [`GATE_FULL_HZ`], falling
+/// linearly to 0 at [`GATE_END_HZ`].
+fn gate_taper<B: Backend>(n_fft: usize, sample_rate: u32, device: &B::Device) -> Tensor<B, 3> {
+    let bins = n_fft / 2 + 1;
+    let shares: Vec<f32> = (0..bins)
+        .map(|k| {
+            let hz = k as f64 * f64::from(sample_rate) / n_fft as f64;
+            ((GATE_END_HZ - hz) / (GATE_END_HZ - GATE_FULL_HZ)).clamp(0.0, 1.0) as f32
+        })
+        .collect();
+    Tensor::from_data(TensorData::new(shares, [1, 1, bins]), device)
 }
 
 /// Rows `0..bins` turn real parts into windowed samples, rows `bins..` imaginary parts.
@@ -244,12 +280,19 @@ impl<B: Backend> Decoder<B> {
         track: Option<&PitchTrack<B>>,
     ) -> TrainingDecode<B> {
         let features = self.trunk(latents, state);
-        let windows = self.windows(features.clone(), state);
+        let voicing = self.harmonic.as_ref().and_then(|source| source.voicing_logits(features.clone()));
+        // In training the tracker's voicing gates (as its pitch drives the oscillators);
+        // in coding, the predicted probability.
+        let gate = voicing.as_ref().map(|logits| match track {
+            Some(track) => track.voiced.clone(),
+            None => sigmoid(logits.clone()),
+        });
+        let windows = self.windows(features.clone(), state, gate);
         let disagreement = measure_disagreement.then(|| frame_disagreement(windows.clone(), self.hop));
         let mut audio = self.overlap_add(windows, state);
         let mut harmonic = None;
         if let (Some(source), Some(source_state)) = (&self.harmonic, state.harmonic.as_mut()) {
-            let (voiced, prediction) = source.step_guided(features, source_state, track);
+            let (voiced, prediction) = source.step_guided(features, source_state, track, voicing);
             audio = audio + voiced;
             harmonic = Some(prediction);
         }
@@ -265,12 +308,17 @@ impl<B: Backend> Decoder<B> {
         self.norm.forward(x)
     }
 
-    /// The windowed synthesis frames `[batch, frames, 2 * hop]` for trunk `features`.
-    fn windows(&self, features: Tensor<B, 3>, state: &mut DecoderState<B>) -> Tensor<B, 3> {
+    /// The windowed synthesis frames `[batch, frames, 2 * hop]` for trunk `features`, the
+    /// low band of each frame scaled down by `1 − gate` (`[batch, frames]`, 0 to 1) when the
+    /// decoder has the voicing gate.
+    fn windows(&self, features: Tensor<B, 3>, state: &mut DecoderState<B>, gate: Option<Tensor<B, 2>>) -> Tensor<B, 3> {
         let [batch, frames, _] = features.dims();
         let spectrum = linear(&self.head, features);
         let bins = spectrum.dims()[2] / 2;
         let mut magnitude = spectrum.clone().narrow(2, 0, bins).clamp_max(MAX_LOG_MAGNITUDE).exp();
+        if let (Some(gate), Some(taper)) = (gate, &self.gate_taper) {
+            magnitude = magnitude * (gate.reshape([batch, frames, 1]) * taper.clone()).neg().add_scalar(1.0);
+        }
         let mut phase = spectrum.narrow(2, bins, bins);
         if self.accumulated_phase {
             // Phase = last frame's phase + this frame's change; wrapped so it stays small.
@@ -403,7 +451,7 @@ mod tests {
             .repeat_dim(1, 40);
         let steady_disagreement = |decoder: &Decoder<Flex>| {
             let mut state = decoder.init_state(1, &device);
-            let windows = decoder.windows(decoder.trunk(latents.clone(), &mut state), &mut state);
+            let windows = decoder.windows(decoder.trunk(latents.clone(), &mut state), &mut state, None);
             frame_disagreement(windows.narrow(1, 20, 20), decoder.hop).into_scalar()
         };
         let bins = decoder.synthesis.dims()[0] / 2;
@@ -415,6 +463,76 @@ mod tests {
         let after = steady_disagreement(&switched);
         assert!(before.0 > 0.3, "a random head's repeated frame disagrees with itself by only {}", before.0);
         assert!(after < 1e-4, "frames with no phase change disagree by {after}");
+    }
+
+    /// A small decoder at the real frame size (hop 320, 640-point frames at 16 kHz) with a
+    /// harmonic source and the voicing gate (its new voicing head undecided: gate ½).
+    fn gated_decoder() -> Decoder<Flex> {
+        let config = ModelConfig {
+            decoder: ConvNextConfig { dim: 16, hidden: 32, blocks: 1, kernel: 3 },
+            harmonics: 4,
+            voicing_gate: true,
+            ..Default::default()
+        };
+        Decoder::new(&config, &Default::default())
+    }
+
+    #[test]
+    fn the_voicing_gate_silences_the_head_below_3_khz_on_voiced_frames() {
+        let device = Default::default();
+        let decoder = gated_decoder();
+        let features = Tensor::<Flex, 3>::random([1, 4, 16], Distribution::Normal(0.0, 1.0), &device);
+        let mut state = decoder.init_state(1, &device);
+        let frames = |gate: f32, state: &mut DecoderState<Flex>| -> Vec<f32> {
+            let gate = Some(Tensor::full([1, 4], gate, &device));
+            decoder.windows(features.clone(), state, gate).into_data().into_vec().unwrap()
+        };
+        // Band energy of each windowed frame's DFT. The Hann window spreads a bin over its
+        // neighbours only, so a spectrum silent below bin 120 (3 kHz) leaves bins 0..119 silent.
+        let band_energy = |samples: &[f32], bins: std::ops::Range<usize>| -> f64 {
+            samples
+                .chunks(640)
+                .map(|frame| {
+                    bins.clone()
+                        .map(|k| {
+                            let (mut re, mut im) = (0f64, 0f64);
+                            for (t, &x) in frame.iter().enumerate() {
+                                let angle = TAU * (k * t) as f64 / 640.0;
+                                re += f64::from(x) * angle.cos();
+                                im -= f64::from(x) * angle.sin();
+                            }
+                            re * re + im * im
+                        })
+                        .sum::<f64>()
+                })
+                .sum()
+        };
+        let open = frames(0.0, &mut state);
+        let gated = frames(1.0, &mut state);
+        let (open_low, gated_low) = (band_energy(&open, 0..119), band_energy(&gated, 0..119));
+        assert!(open_low > 0.0 && gated_low < 1e-9 * open_low, "low band: {gated_low} of {open_low}");
+        let (open_high, gated_high) = (band_energy(&open, 162..321), band_energy(&gated, 162..321));
+        assert!((gated_high - open_high).abs() < 1e-4 * open_high, "high band: {gated_high} vs {open_high}");
+        // In between, the gate fades (and frames scale linearly with it).
+        let half = frames(0.5, &mut state);
+        for ((h, o), g) in half.iter().zip(&open).zip(&gated) {
+            assert!((h - (o + g) / 2.0).abs() < 1e-5, "{h} vs {o} and {g}");
+        }
+    }
+
+    #[test]
+    fn a_gated_decoder_streams_like_the_whole_signal() {
+        let device = Default::default();
+        let decoder = gated_decoder();
+        let latents = Tensor::<Flex, 3>::random([1, 9, 128], Distribution::Normal(0.0, 1.0), &device);
+        let whole = decoder.step(latents.clone(), &mut decoder.init_state(1, &device));
+        let mut state = decoder.init_state(1, &device);
+        let (mut pieces, mut start) = (Vec::new(), 0);
+        for frames in [2, 1, 4, 2] {
+            pieces.push(decoder.step(latents.clone().narrow(1, start, frames), &mut state));
+            start += frames;
+        }
+        whole.into_data().assert_approx_eq::<f32>(&Tensor::cat(pieces, 1).into_data(), Default::default());
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 use std::f64::consts::TAU;
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Tensor, TensorData, backend::Backend};
@@ -47,6 +47,9 @@ pub const NYQUIST_MARGIN: f64 = 0.95;
 pub struct HarmonicSource<B: Backend> {
     /// Trunk features to `1 + harmonics` outputs: the pitch, then the log amplitudes.
     head: Linear<B>,
+    /// Trunk features to the logit of the frame being voiced, for models with the voicing
+    /// gate ([`super::ModelConfig::voicing_gate`]).
+    voicing: Option<Linear<B>>,
     harmonics: usize,
     hop: usize,
     sample_rate: usize,
@@ -71,6 +74,8 @@ pub struct HarmonicPrediction<B: Backend> {
     /// Natural-log amplitude of each harmonic `[batch, frames, harmonics]`, before muting
     /// those above the Nyquist margin.
     pub log_amplitudes: Tensor<B, 3>,
+    /// Logit of each frame being voiced `[batch, frames]`, when the model has the voicing gate.
+    pub voicing: Option<Tensor<B, 2>>,
 }
 
 /// Streaming state of a [`HarmonicSource`]: the last frame's fundamental and amplitudes
@@ -91,9 +96,25 @@ impl<B: Backend> HarmonicSource<B> {
         head.weight = head.weight.map(|w| w.div_scalar(OUTPUT_GAIN));
         let mut bias = vec![INITIAL_LOG_AMPLITUDE / OUTPUT_GAIN as f32; 1 + harmonics];
         bias[0] = 0.0;
-        head.bias =
-            Some(burn::module::Param::from_tensor(Tensor::from_data(TensorData::new(bias, [1 + harmonics]), device)));
-        Self { head, harmonics, hop, sample_rate: sample_rate as usize }
+        head.bias = Some(Param::from_tensor(Tensor::from_data(TensorData::new(bias, [1 + harmonics]), device)));
+        Self { head, voicing: None, harmonics, hop, sample_rate: sample_rate as usize }
+    }
+
+    /// This source with a new voicing head, undecided (probability ½) on every frame.
+    pub fn with_voicing_head(mut self, dim: usize, device: &B::Device) -> Self {
+        // New parameters rather than `Param::map` to zeros: a tensor made from nothing would
+        // not be tracked for gradients, and the head would never learn.
+        let mut voicing = LinearConfig::new(dim, 1).init(device);
+        voicing.weight = Param::from_tensor(Tensor::zeros([dim, 1], device));
+        voicing.bias = Some(Param::from_tensor(Tensor::zeros([1], device)));
+        self.voicing = Some(voicing);
+        self
+    }
+
+    /// Logit of each frame being voiced `[batch, frames]`, when the source has a voicing head.
+    pub fn voicing_logits(&self, features: Tensor<B, 3>) -> Option<Tensor<B, 2>> {
+        let [batch, frames, _] = features.dims();
+        self.voicing.as_ref().map(|head| linear(head, features).reshape([batch, frames]))
     }
 
     /// A silent start: no previous frame, phase zero.
@@ -109,15 +130,18 @@ impl<B: Backend> HarmonicSource<B> {
     /// what was predicted for each frame (what the training losses see). The fundamental and
     /// the amplitudes reach each frame's values at the end of its hop.
     pub fn step(&self, features: Tensor<B, 3>, state: &mut HarmonicState<B>) -> (Tensor<B, 3>, HarmonicPrediction<B>) {
-        self.step_guided(features, state, None)
+        let voicing = self.voicing_logits(features.clone());
+        self.step_guided(features, state, None, voicing)
     }
 
-    /// [`Self::step`] with the oscillators following `track` where it holds a pitch.
+    /// [`Self::step`] with the oscillators following `track` where it holds a pitch, and
+    /// the `voicing` logits (from [`Self::voicing_logits`]) passed on to the prediction.
     pub(crate) fn step_guided(
         &self,
         features: Tensor<B, 3>,
         state: &mut HarmonicState<B>,
         track: Option<&PitchTrack<B>>,
+        voicing: Option<Tensor<B, 2>>,
     ) -> (Tensor<B, 3>, HarmonicPrediction<B>) {
         let [batch, frames, _] = features.dims();
         let (hop, harmonics, device) = (self.hop, self.harmonics, features.device());
@@ -173,7 +197,7 @@ impl<B: Backend> HarmonicSource<B> {
         let to_end = Tensor::<B, 3>::from_data(TensorData::new(weights, [1, hop, 1]), &device);
         let from_start = to_end.clone().neg().add_scalar(1.0);
         let samples = from_each_end.clone().narrow(2, 0, 1) * from_start + from_each_end.narrow(2, 1, 1) * to_end;
-        let prediction = HarmonicPrediction { log_f0: log_f0.reshape([batch, frames]), log_amplitudes };
+        let prediction = HarmonicPrediction { log_f0: log_f0.reshape([batch, frames]), log_amplitudes, voicing };
         (samples.reshape([batch, frames * hop, 1]), prediction)
     }
 
@@ -209,6 +233,20 @@ mod tests {
     }
 
     #[test]
+    fn a_new_voicing_head_is_trained() {
+        type Trained = burn::backend::Autodiff<Flex>;
+        let device = Default::default();
+        let source = HarmonicSource::<Trained>::new(8, 2, 40, 16_000, &device).with_voicing_head(8, &device);
+        let features = Tensor::<Trained, 3>::random([1, 5, 8], Distribution::Normal(0.0, 1.0), &device);
+        let logits = source.voicing_logits(features).expect("a voicing head");
+        let grads = (logits - 1.0).powi_scalar(2).sum().backward();
+        let head = source.voicing.as_ref().unwrap();
+        let weight = head.weight.grad(&grads).expect("the weights get gradients");
+        assert!(weight.abs().max().into_scalar() > 0.0);
+        assert!(head.bias.as_ref().unwrap().grad(&grads).is_some(), "the bias gets gradients");
+    }
+
+    #[test]
     fn streams_like_the_whole_signal() {
         let device = Default::default();
         let mut source = source(6);
@@ -237,7 +275,7 @@ mod tests {
         source.head.weight = source.head.weight.map(|w| w.zeros_like());
         let bias: Vec<f32> = [logit, 0.0, -30.0, -30.0].iter().map(|b| b / OUTPUT_GAIN as f32).collect();
         let bias = Tensor::from_data(TensorData::new(bias, [4]), &Default::default());
-        source.head.bias = Some(burn::module::Param::from_tensor(bias));
+        source.head.bias = Some(Param::from_tensor(bias));
         source
     }
 
@@ -281,13 +319,13 @@ mod tests {
         let track =
             PitchTrack { log_f0: Tensor::full([1, 20], 300f32.ln(), &device), voiced: Tensor::ones([1, 20], &device) };
         let (samples, prediction) =
-            source.step_guided(features.clone(), &mut source.init_state(1, &device), Some(&track));
+            source.step_guided(features.clone(), &mut source.init_state(1, &device), Some(&track), None);
         // The prediction is still reported (the pitch loss trains it); the sound follows the track.
         let f0: Vec<f32> = prediction.log_f0.exp().into_data().into_vec().unwrap();
         assert!(f0.iter().all(|f| (f - 200.0).abs() < 0.01), "{f0:?}");
         assert_unit_sine(samples, 300.0);
         let unvoiced = PitchTrack { voiced: Tensor::zeros([1, 20], &device), ..track };
-        let (samples, _) = source.step_guided(features, &mut source.init_state(1, &device), Some(&unvoiced));
+        let (samples, _) = source.step_guided(features, &mut source.init_state(1, &device), Some(&unvoiced), None);
         assert_unit_sine(samples, 200.0);
     }
 
@@ -300,8 +338,7 @@ mod tests {
         let mut bias = vec![-30.0 / OUTPUT_GAIN as f32; 41];
         bias[0] = logit / OUTPUT_GAIN as f32;
         bias[20] = 0.0; // harmonic 20: 10 kHz, above the Nyquist frequency of 8 kHz
-        source.head.bias =
-            Some(burn::module::Param::from_tensor(Tensor::from_data(TensorData::new(bias, [41]), &device)));
+        source.head.bias = Some(Param::from_tensor(Tensor::from_data(TensorData::new(bias, [41]), &device)));
         let (samples, _) =
             source.step(Tensor::<Flex, 3>::zeros([1, 5, 8], &device), &mut source.init_state(1, &device));
         let peak = samples.abs().max().into_scalar();

@@ -29,6 +29,13 @@ fn analysis_window(crop: &[f32], frame: usize, hop: usize, window: usize) -> Opt
     crop.get(start..start + window)
 }
 
+/// Whether frame `frame` of a crop of `len` samples has a whole analysis window, so that
+/// [`log_f0_targets`] judges it voiced or not rather than leaving it out.
+pub fn judged(len: usize, frame: usize, hop: usize, sample_rate: u32) -> bool {
+    let window = window_len(sample_rate);
+    ((frame + 1) * hop).checked_sub(window / 2).is_some_and(|start| start + window <= len)
+}
+
 /// The natural-log fundamental of each of the `frames` frames of `crop`, or `None` where a
 /// frame is unvoiced, too quiet, or its analysis window does not fit in the crop. Frame t's
 /// window is centred on the end of its hop, where the harmonic source reaches frame t's
@@ -112,6 +119,7 @@ mod tests {
         let targets = log_f0_targets(&tone, 50, 320, rate);
         // The last frame's window would run past the crop's end.
         assert_eq!(targets[49], None);
+        assert!(judged(16_000, 48, 320, rate) && !judged(16_000, 49, 320, rate));
         for target in &targets[..49] {
             let f0 = target.expect("a steady tone is voiced").exp();
             assert!((f0 - 140.0).abs() < 2.0, "found {f0} Hz");

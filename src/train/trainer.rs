@@ -12,6 +12,7 @@ use burn::grad_clipping::GradientClippingConfig;
 use burn::module::{AutodiffModule, Module, ModuleMapper, Param};
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{AdamW, AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
+use burn::tensor::activation::log_sigmoid;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 use rand::rngs::StdRng;
@@ -44,6 +45,9 @@ const PITCH_WEIGHT: f64 = 1.0;
 /// trained inverse-STFT head gets almost no gradient: added at random phase to the head's
 /// output, its first-order effect on the spectral losses averages out.
 const AMPLITUDE_WEIGHT: f64 = 1.0;
+/// Weight of the voicing head's loss (binary cross-entropy against the pitch tracker's
+/// voiced frames), for models with the voicing gate.
+const VOICING_WEIGHT: f64 = 1.0;
 /// Linear warmup of the learning rate, in steps.
 const WARMUP_STEPS: u64 = 500;
 /// Steps between validation passes.
@@ -103,6 +107,9 @@ pub struct TrainOptions {
     /// Give the `init_from` weights' decoder a harmonic source of this many harmonics,
     /// starting quiet ([`crate::model::decoder::Decoder::with_harmonics_added`]); 0 for none.
     pub add_harmonics: usize,
+    /// Give the harmonic source of the `init_from` weights (or the one `add_harmonics`
+    /// adds) the voicing gate ([`crate::model::ModelConfig::voicing_gate`]).
+    pub add_voicing_gate: bool,
     /// Stop after this step.
     pub steps: u64,
     /// Crops per batch.
@@ -161,6 +168,9 @@ pub struct StepLog {
     /// Amplitude loss of the harmonic source (mean absolute natural-log error of each
     /// harmonic's amplitude, against silence on unvoiced frames), when the model has one.
     pub amplitude: Option<f32>,
+    /// Voicing loss of the voicing gate (binary cross-entropy against the tracker's voiced
+    /// frames), when the model has one.
+    pub voicing: Option<f32>,
     /// Adversarial loss of the decoder (decoded audio's critic scores toward 1), when
     /// trained on.
     pub adversarial: Option<f32>,
@@ -222,8 +232,8 @@ struct Forward<B: Backend> {
     disagreement: Option<Tensor<B, 1>>,
     /// What the harmonic source predicted, when the model has one.
     harmonic: Option<HarmonicPrediction<B>>,
-    /// Its pitch and amplitude losses ([`harmonic_losses`]), once measured against the batch.
-    harmonic_losses: Option<[Tensor<B, 1>; 2]>,
+    /// Its losses ([`harmonic_losses`]), once measured against the batch.
+    harmonic_losses: Option<HarmonicLosses<B>>,
     codes: Vec<Vec<i64>>,
     residuals: Vec<Vec<f32>>,
 }
@@ -418,19 +428,26 @@ fn total_loss<B: Backend>(
     if let Some(disagreement) = &pass.disagreement {
         total = total + disagreement.clone().mul_scalar(weights.consistency);
     }
-    if let Some([pitch, amplitude]) = &pass.harmonic_losses {
-        total = total + pitch.clone().mul_scalar(PITCH_WEIGHT) + amplitude.clone().mul_scalar(AMPLITUDE_WEIGHT);
+    if let Some(losses) = &pass.harmonic_losses {
+        total = total
+            + losses.pitch.clone().mul_scalar(PITCH_WEIGHT)
+            + losses.amplitude.clone().mul_scalar(AMPLITUDE_WEIGHT);
+        if let Some(voicing) = &losses.voicing {
+            total = total + voicing.clone().mul_scalar(VOICING_WEIGHT);
+        }
     }
     total
 }
 
 /// What the harmonic source is trained towards on a batch: the pitch tracker's track
 /// (which also drives its oscillators), and the log amplitude of each harmonic of that
-/// pitch `[crops, frames, harmonics]`, with 1 where that amplitude is a target.
+/// pitch `[crops, frames, harmonics]`, with 1 where that amplitude is a target; and 1 on
+/// the frames `[crops, frames]` the tracker could judge (voiced or not).
 struct HarmonicTargets<B: Backend> {
     track: PitchTrack<B>,
     log_amplitudes: Tensor<B, 3>,
     measured: Tensor<B, 3>,
+    judged: Tensor<B, 2>,
 }
 
 /// [`HarmonicTargets`] of each crop of `samples` (`crops` of them, `frames` frames each).
@@ -452,6 +469,10 @@ fn harmonic_targets<B: Backend>(
     let log_f0: Vec<f32> = per_crop.iter().flat_map(|c| c.0.iter().map(|t| t.unwrap_or(0.0))).collect();
     let amplitudes: Vec<f32> = per_crop.iter().flat_map(|c| c.1.iter().copied()).collect();
     let measured: Vec<f32> = per_crop.iter().flat_map(|c| c.2.iter().copied()).collect();
+    let crop_len = samples.len() / crops;
+    let judged: Vec<f32> = (0..crops)
+        .flat_map(|_| (0..frames).map(|frame| f32::from(u8::from(pitch::judged(crop_len, frame, hop, sample_rate)))))
+        .collect();
     HarmonicTargets {
         track: PitchTrack {
             log_f0: Tensor::from_data(TensorData::new(log_f0, [crops, frames]), device),
@@ -459,20 +480,36 @@ fn harmonic_targets<B: Backend>(
         },
         log_amplitudes: Tensor::from_data(TensorData::new(amplitudes, [crops, frames, harmonics]), device),
         measured: Tensor::from_data(TensorData::new(measured, [crops, frames, harmonics]), device),
+        judged: Tensor::from_data(TensorData::new(judged, [crops, frames]), device),
     }
 }
 
-/// The harmonic source's pitch loss (mean absolute error of the natural-log pitch on voiced
-/// frames) and amplitude loss (mean absolute error of log(amplitude + floor) over the
-/// harmonics measured); each 0 when the batch has nothing to measure.
-fn harmonic_losses<B: Backend>(prediction: &HarmonicPrediction<B>, targets: &HarmonicTargets<B>) -> [Tensor<B, 1>; 2] {
+/// The harmonic source's training losses on a batch.
+#[derive(Clone)]
+struct HarmonicLosses<B: Backend> {
+    /// Mean absolute error of the natural-log pitch on voiced frames.
+    pitch: Tensor<B, 1>,
+    /// Mean absolute error of log(amplitude + floor) over the harmonics measured.
+    amplitude: Tensor<B, 1>,
+    /// Binary cross-entropy of the voicing head on the frames the tracker judged.
+    voicing: Option<Tensor<B, 1>>,
+}
+
+/// The harmonic source's [`HarmonicLosses`]; each 0 when the batch has nothing to measure.
+fn harmonic_losses<B: Backend>(prediction: &HarmonicPrediction<B>, targets: &HarmonicTargets<B>) -> HarmonicLosses<B> {
     let track = &targets.track;
     let voiced = track.voiced.clone().sum().clamp_min(1.0);
     let pitch = ((prediction.log_f0.clone() - track.log_f0.clone()).abs() * track.voiced.clone()).sum() / voiced;
     let measured = targets.measured.clone().sum().clamp_min(1.0);
     let predicted = prediction.log_amplitudes.clone().exp().add_scalar(f64::from(pitch::AMPLITUDE_FLOOR)).log();
     let amplitude = ((predicted - targets.log_amplitudes.clone()).abs() * targets.measured.clone()).sum() / measured;
-    [pitch, amplitude]
+    let voicing = prediction.voicing.clone().map(|logits| {
+        let voiced = track.voiced.clone();
+        let likelihood =
+            log_sigmoid(logits.clone()) * voiced.clone() + log_sigmoid(logits.neg()) * voiced.neg().add_scalar(1.0);
+        (likelihood * targets.judged.clone()).sum().neg() / targets.judged.clone().sum().clamp_min(1.0)
+    });
+    HarmonicLosses { pitch, amplitude, voicing }
 }
 
 /// Weights of the optional loss terms.
@@ -505,6 +542,7 @@ struct LossFigures {
     consistency: Option<f32>,
     pitch: Option<f32>,
     amplitude: Option<f32>,
+    voicing: Option<f32>,
     adversarial: Option<AdversarialFigures>,
     commitment: f32,
 }
@@ -520,8 +558,9 @@ impl LossFigures {
             phase: terms.phase.clone().map(scalar),
             intelligibility: terms.intelligibility.clone().map(scalar),
             consistency: pass.disagreement.clone().map(scalar),
-            pitch: pass.harmonic_losses.clone().map(|[pitch, _]| scalar(pitch)),
-            amplitude: pass.harmonic_losses.clone().map(|[_, amplitude]| scalar(amplitude)),
+            pitch: pass.harmonic_losses.as_ref().map(|l| scalar(l.pitch.clone())),
+            amplitude: pass.harmonic_losses.as_ref().map(|l| scalar(l.amplitude.clone())),
+            voicing: pass.harmonic_losses.as_ref().and_then(|l| l.voicing.clone().map(scalar)),
             adversarial: None,
             commitment: scalar(pass.commitment.clone()),
         }
@@ -539,6 +578,7 @@ impl LossFigures {
         self.consistency = other.consistency.map(|c| self.consistency.unwrap_or(0.0) + share * c);
         self.pitch = other.pitch.map(|p| self.pitch.unwrap_or(0.0) + share * p);
         self.amplitude = other.amplitude.map(|a| self.amplitude.unwrap_or(0.0) + share * a);
+        self.voicing = other.voicing.map(|v| self.voicing.unwrap_or(0.0) + share * v);
         self.adversarial = other.adversarial.map(|o| {
             let sum = self.adversarial.unwrap_or_default();
             AdversarialFigures {
@@ -694,11 +734,13 @@ pub fn train<B: AutodiffBackend>(
             out.display()
         )));
     }
-    let reshapes = options.grow_decoder + options.grow_encoder + options.add_harmonics > 0 || options.accumulate_phase;
+    let reshapes = options.grow_decoder + options.grow_encoder + options.add_harmonics > 0
+        || options.accumulate_phase
+        || options.add_voicing_gate;
     if reshapes && (previous.is_some() || options.init_from.is_none()) {
         return Err(Error::InvalidArgument(
-            "--grow-decoder, --grow-encoder, --accumulate-phase and --add-harmonics change the weights of \
-             --init-from for a new run; a run's own design is fixed by its config"
+            "--grow-decoder, --grow-encoder, --accumulate-phase, --add-harmonics and --add-voicing-gate change \
+             the weights of --init-from for a new run; a run's own design is fixed by its config"
                 .into(),
         ));
     }
@@ -732,6 +774,17 @@ pub fn train<B: AutodiffBackend>(
                     ));
                 }
                 config.harmonics = options.add_harmonics;
+            }
+            if options.add_voicing_gate {
+                if config.voicing_gate {
+                    return Err(Error::InvalidArgument("--add-voicing-gate: these weights already have one".into()));
+                }
+                if config.harmonics == 0 {
+                    return Err(Error::InvalidArgument(
+                        "--add-voicing-gate needs a harmonic source: add --add-harmonics K".into(),
+                    ));
+                }
+                config.voicing_gate = true;
             }
             if options.grow_encoder > 0 {
                 let Some(stack) = config.spectral_encoder.as_mut() else {
@@ -804,6 +857,9 @@ pub fn train<B: AutodiffBackend>(
         }
         if options.add_harmonics > 0 {
             model.decoder = model.decoder.with_harmonics_added(options.add_harmonics, &config, &device);
+        }
+        if options.add_voicing_gate {
+            model.decoder = model.decoder.with_voicing_gate_added(&config, &device);
         }
         if let Some(stack) = &config.spectral_encoder {
             model.encoder = model.encoder.with_blocks_added(options.grow_encoder, stack, &device);
@@ -1017,6 +1073,7 @@ pub fn train<B: AutodiffBackend>(
                 consistency: figures.consistency,
                 pitch: figures.pitch,
                 amplitude: figures.amplitude,
+                voicing: figures.voicing,
                 adversarial: figures.adversarial.map(|a| a.adversarial),
                 feature_matching: figures.adversarial.map(|a| a.feature_matching),
                 critic: figures.adversarial.map(|a| a.critic),
