@@ -160,8 +160,12 @@ impl<B: Backend> Decoder<B> {
         let magnitudes_only: Vec<f32> = (0..2 * bins).map(|i| if i < bins { 1.0 } else { 0.0 }).collect();
         let mask = Tensor::<B, 1>::from_data(TensorData::new(magnitudes_only, [2 * bins]), &device);
         let weight_mask = mask.clone().reshape([1, 2 * bins]);
-        self.head.weight = self.head.weight.map(|w| w * weight_mask);
-        self.head.bias = self.head.bias.map(|b| b.map(|b| b * mask));
+        // New parameters from the values: `Param::map` would leave computed tensors that the
+        // optimizer never updates.
+        let weight = (self.head.weight.val() * weight_mask).into_data();
+        self.head.weight = Param::from_tensor(Tensor::from_data(weight, &device));
+        self.head.bias =
+            self.head.bias.map(|b| Param::from_tensor(Tensor::from_data((b.val() * mask).into_data(), &device)));
         self.accumulated_phase = true;
         self
     }

@@ -93,7 +93,10 @@ impl<B: Backend> HarmonicSource<B> {
     /// A new source on trunk features of width `dim`, every harmonic starting quiet.
     pub fn new(dim: usize, harmonics: usize, hop: usize, sample_rate: u32, device: &B::Device) -> Self {
         let mut head = LinearConfig::new(dim, 1 + harmonics).init(device);
-        head.weight = head.weight.map(|w| w.div_scalar(OUTPUT_GAIN));
+        // A new parameter from the values: `Param::map` would leave a computed tensor that
+        // the optimizer never updates (the weights stayed at their initial values).
+        head.weight =
+            Param::from_tensor(Tensor::from_data(head.weight.val().div_scalar(OUTPUT_GAIN).into_data(), device));
         let mut bias = vec![INITIAL_LOG_AMPLITUDE / OUTPUT_GAIN as f32; 1 + harmonics];
         bias[0] = 0.0;
         head.bias = Some(Param::from_tensor(Tensor::from_data(TensorData::new(bias, [1 + harmonics]), device)));
@@ -102,8 +105,7 @@ impl<B: Backend> HarmonicSource<B> {
 
     /// This source with a new voicing head, undecided (probability ½) on every frame.
     pub fn with_voicing_head(mut self, dim: usize, device: &B::Device) -> Self {
-        // New parameters rather than `Param::map` to zeros: a tensor made from nothing would
-        // not be tracked for gradients, and the head would never learn.
+        // New parameters, not `Param::map` to zeros: the optimizer would never update those.
         let mut voicing = LinearConfig::new(dim, 1).init(device);
         voicing.weight = Param::from_tensor(Tensor::zeros([dim, 1], device));
         voicing.bias = Some(Param::from_tensor(Tensor::zeros([1], device)));

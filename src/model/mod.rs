@@ -39,3 +39,69 @@ impl<B: Backend> Model<B> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, Flex};
+    use burn::module::{ModuleVisitor, Param};
+    use burn::tensor::Tensor;
+
+    type Trained = Autodiff<Flex>;
+
+    /// Float parameters, and those the optimizer would never update (not tracked for
+    /// gradients): a `Param::map` in a constructor made such parameters once, and the
+    /// harmonic source's weights never moved in three training runs.
+    #[derive(Default)]
+    struct Frozen {
+        total: usize,
+        frozen: usize,
+    }
+
+    impl ModuleVisitor<Trained> for Frozen {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<Trained, D>>) {
+            self.total += 1;
+            self.frozen += usize::from(!param.val().is_require_grad());
+        }
+    }
+
+    fn assert_trainable(module: &impl Module<Trained>, what: &str) {
+        let mut count = Frozen::default();
+        module.visit(&mut count);
+        assert!(count.total > 0 && count.frozen == 0, "{what}: {} of {} parameters frozen", count.frozen, count.total);
+    }
+
+    #[test]
+    fn every_way_of_building_the_networks_leaves_every_parameter_trainable() {
+        let device = Default::default();
+        let small = ConvNextConfig { dim: 16, hidden: 32, blocks: 1, kernel: 3 };
+        let config = ModelConfig {
+            decoder: small.clone(),
+            spectral_encoder: Some(small.clone()),
+            harmonics: 4,
+            voicing_gate: true,
+            ..Default::default()
+        };
+        let model = Model::<Trained>::new(&config, &device);
+        assert_trainable(&model.encoder, "new encoder");
+        assert_trainable(&model.decoder, "new decoder with a gated source");
+
+        let plain = ModelConfig { harmonics: 0, voicing_gate: false, ..config.clone() };
+        let reshaped = decoder::Decoder::<Trained>::new(&plain, &device)
+            .with_blocks_added(1, &small, &device)
+            .with_phase_accumulated()
+            .with_harmonics_added(4, &config, &device)
+            .with_voicing_gate_added(&config, &device);
+        assert_trainable(&reshaped, "grown, phase-accumulating decoder given a gated source");
+        let grown = encoder::Encoder::<Trained>::new(&config, &device).with_blocks_added(1, &small, &device);
+        assert_trainable(&grown, "grown encoder");
+
+        let path = std::env::temp_dir().join(format!("tokenwave-trainable-{}.safetensors", std::process::id()));
+        weights::save(&model, &config, &path).unwrap();
+        let loaded = Weights::from_file(&path).and_then(|w| w.build::<Trained>(&device));
+        std::fs::remove_file(&path).unwrap();
+        let loaded = loaded.unwrap();
+        assert_trainable(&loaded.encoder, "loaded encoder");
+        assert_trainable(&loaded.decoder, "loaded decoder");
+    }
+}
