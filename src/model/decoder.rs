@@ -291,12 +291,12 @@ impl<B: Backend> Decoder<B> {
             Some(track) => track.voiced.clone(),
             None => sigmoid(logits.clone()),
         });
-        let windows = self.windows(features.clone(), state, gate);
+        let windows = self.windows(features.clone(), state, gate.clone());
         let disagreement = measure_disagreement.then(|| frame_disagreement(windows.clone(), self.hop));
         let mut audio = self.overlap_add(windows, state);
         let mut harmonic = None;
         if let (Some(source), Some(source_state)) = (&self.harmonic, state.harmonic.as_mut()) {
-            let (voiced, prediction) = source.step_guided(features, source_state, track, voicing);
+            let (voiced, prediction) = source.step_guided(features, source_state, track, (voicing, gate));
             audio = audio + voiced;
             harmonic = Some(prediction);
         }

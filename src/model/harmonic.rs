@@ -133,17 +133,21 @@ impl<B: Backend> HarmonicSource<B> {
     /// the amplitudes reach each frame's values at the end of its hop.
     pub fn step(&self, features: Tensor<B, 3>, state: &mut HarmonicState<B>) -> (Tensor<B, 3>, HarmonicPrediction<B>) {
         let voicing = self.voicing_logits(features.clone());
-        self.step_guided(features, state, None, voicing)
+        let gate = voicing.clone().map(sigmoid);
+        self.step_guided(features, state, None, (voicing, gate))
     }
 
-    /// [`Self::step`] with the oscillators following `track` where it holds a pitch, and
-    /// the `voicing` logits (from [`Self::voicing_logits`]) passed on to the prediction.
+    /// [`Self::step`] with the oscillators following `track` where it holds a pitch, the
+    /// `voicing` logits (from [`Self::voicing_logits`]) passed on to the prediction, and
+    /// every amplitude scaled by `gate` (`[batch, frames]`, 0 to 1: how voiced each frame
+    /// is judged) where given, so that the source is silent where the voicing gate leaves the
+    /// inverse-STFT head alone.
     pub(crate) fn step_guided(
         &self,
         features: Tensor<B, 3>,
         state: &mut HarmonicState<B>,
         track: Option<&PitchTrack<B>>,
-        voicing: Option<Tensor<B, 2>>,
+        (voicing, gate): (Option<Tensor<B, 2>>, Option<Tensor<B, 2>>),
     ) -> (Tensor<B, 3>, HarmonicPrediction<B>) {
         let [batch, frames, _] = features.dims();
         let (hop, harmonics, device) = (self.hop, self.harmonics, features.device());
@@ -151,7 +155,10 @@ impl<B: Backend> HarmonicSource<B> {
         let (low, high) = (MIN_F0.ln(), MAX_F0.ln());
         let log_f0 = sigmoid(outputs.clone().narrow(2, 0, 1)).mul_scalar(high - low).add_scalar(low);
         let log_amplitudes = outputs.narrow(2, 1, harmonics).clamp_max(MAX_LOG_AMPLITUDE);
-        let amplitudes = log_amplitudes.clone().exp();
+        let mut amplitudes = log_amplitudes.clone().exp();
+        if let Some(gate) = gate {
+            amplitudes = amplitudes * gate.reshape([batch, frames, 1]);
+        }
         // The oscillator follows the pitch but is not trained through: the pitch loss does
         // that, and gradients through a sine's phase point nowhere useful.
         let mut f0 = log_f0.clone().detach().exp();
@@ -314,6 +321,24 @@ mod tests {
     }
 
     #[test]
+    fn the_gate_silences_the_source_on_frames_judged_unvoiced() {
+        let device = Default::default();
+        let source = unit_tone_source(200.0);
+        let features = Tensor::<Flex, 3>::zeros([1, 20, 8], &device);
+        let play = |gate: Vec<f32>| -> Vec<f32> {
+            let gate = Tensor::from_data(TensorData::new(gate, [1, 20]), &device);
+            let state = &mut source.init_state(1, &device);
+            source.step_guided(features.clone(), state, None, (None, Some(gate))).0.into_data().into_vec().unwrap()
+        };
+        let (open, _) = source.step(features.clone(), &mut source.init_state(1, &device));
+        assert_eq!(play(vec![1.0; 20]), open.into_data().into_vec::<f32>().unwrap());
+        // Voiced for the first ten frames only: the tone fades out across hop 10 and stays silent.
+        let half = play([vec![1.0; 10], vec![0.0; 10]].concat());
+        assert!(half[..400].iter().any(|x| x.abs() > 0.5), "the voiced half plays");
+        assert!(half[440..].iter().all(|&x| x == 0.0), "the unvoiced half is silent");
+    }
+
+    #[test]
     fn a_pitch_track_drives_the_oscillators_where_voiced() {
         let device = Default::default();
         let source = unit_tone_source(200.0);
@@ -321,13 +346,14 @@ mod tests {
         let track =
             PitchTrack { log_f0: Tensor::full([1, 20], 300f32.ln(), &device), voiced: Tensor::ones([1, 20], &device) };
         let (samples, prediction) =
-            source.step_guided(features.clone(), &mut source.init_state(1, &device), Some(&track), None);
+            source.step_guided(features.clone(), &mut source.init_state(1, &device), Some(&track), (None, None));
         // The prediction is still reported (the pitch loss trains it); the sound follows the track.
         let f0: Vec<f32> = prediction.log_f0.exp().into_data().into_vec().unwrap();
         assert!(f0.iter().all(|f| (f - 200.0).abs() < 0.01), "{f0:?}");
         assert_unit_sine(samples, 300.0);
         let unvoiced = PitchTrack { voiced: Tensor::zeros([1, 20], &device), ..track };
-        let (samples, _) = source.step_guided(features, &mut source.init_state(1, &device), Some(&unvoiced), None);
+        let (samples, _) =
+            source.step_guided(features, &mut source.init_state(1, &device), Some(&unvoiced), (None, None));
         assert_unit_sine(samples, 200.0);
     }
 
