@@ -43,8 +43,9 @@ pub struct ModelConfig {
     pub harmonics: usize,
     /// On frames the decoder judges voiced, the inverse-STFT head is silenced below 3 kHz
     /// (fading back in by 4 kHz), so the harmonic source alone carries the voiced low band
-    /// and its pitch; on frames judged unvoiced the source is silenced instead. Without the gate the trained head kept all of that energy and the
-    /// source stayed silent (models/MODEL_CARD.md, session 11). Needs `harmonics`.
+    /// and its pitch; on frames judged unvoiced the source is silenced instead. Without the
+    /// gate the trained head kept all of that energy and the source stayed silent
+    /// (models/MODEL_CARD.md, sessions 11 and 12). Needs `harmonics`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub voicing_gate: bool,
     /// Encode with log-magnitude spectra and a ConvNeXt stack at frame rate

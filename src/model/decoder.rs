@@ -146,7 +146,7 @@ impl<B: Backend> Decoder<B> {
     pub fn with_voicing_gate_added(mut self, config: &ModelConfig, device: &B::Device) -> Self {
         let source = self.harmonic.take().expect("the voicing gate needs a harmonic source");
         self.harmonic = Some(source.with_voicing_head(config.decoder.dim, device));
-        self.gate_taper = config.voicing_gate.then(|| gate_taper(config.n_fft(), config.sample_rate, device));
+        self.gate_taper = Some(gate_taper(config.n_fft(), config.sample_rate, device));
         self
     }
 

@@ -25,15 +25,19 @@ fn window_len(sample_rate: u32) -> usize {
 /// The `window` samples of `crop` centred on the end of frame `frame`'s hop, where the
 /// harmonic source reaches that frame's values; `None` where they run past either edge.
 fn analysis_window(crop: &[f32], frame: usize, hop: usize, window: usize) -> Option<&[f32]> {
+    window_range(crop.len(), frame, hop, window).map(|range| &crop[range])
+}
+
+/// Where [`analysis_window`] lies in a crop of `len` samples.
+fn window_range(len: usize, frame: usize, hop: usize, window: usize) -> Option<std::ops::Range<usize>> {
     let start = ((frame + 1) * hop).checked_sub(window / 2)?;
-    crop.get(start..start + window)
+    (start + window <= len).then_some(start..start + window)
 }
 
 /// Whether frame `frame` of a crop of `len` samples has a whole analysis window, so that
 /// [`log_f0_targets`] judges it voiced or not rather than leaving it out.
 pub fn judged(len: usize, frame: usize, hop: usize, sample_rate: u32) -> bool {
-    let window = window_len(sample_rate);
-    ((frame + 1) * hop).checked_sub(window / 2).is_some_and(|start| start + window <= len)
+    window_range(len, frame, hop, window_len(sample_rate)).is_some()
 }
 
 /// The natural-log fundamental of each of the `frames` frames of `crop`, or `None` where a
