@@ -91,6 +91,21 @@ fn checkpoint_step(run: &Path) -> Option<u64> {
     state["step"].as_u64()
 }
 
+/// The model config in a run's last checkpoint.
+fn checkpoint_config(run: &Path) -> serde_json::Value {
+    let text = fs::read_to_string(run.join("checkpoint/state.json")).unwrap();
+    serde_json::from_str::<serde_json::Value>(&text).unwrap()["config"].clone()
+}
+
+/// Every value a run logged for `field` in its metrics (`metrics`, the JSONL text).
+fn logged(metrics: &str, field: &str) -> Vec<f64> {
+    metrics
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter_map(|s| s[field].as_f64())
+        .collect()
+}
+
 #[test]
 fn resumes_after_kill_9_from_the_last_checkpoint() {
     let dir = TempDir::new().unwrap();
@@ -140,9 +155,7 @@ fn resumes_after_kill_9_from_the_last_checkpoint() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let warm_state: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(warm.join("checkpoint/state.json")).unwrap()).unwrap();
-    assert_eq!(warm_state["config"]["latent_dim"], 16, "the config comes from the weights");
+    assert_eq!(checkpoint_config(&warm)["latent_dim"], 16, "the config comes from the weights");
 
     // Without --resume an existing run is never overwritten.
     let out = train(&dir, &data, &["--steps", "5"]).output().unwrap();
@@ -332,10 +345,9 @@ fn a_new_run_can_grow_the_encoder_and_decoder_of_trained_weights() {
     let spectral = spectral.to_str().unwrap();
     let out = grow(&["--init-from", spectral, "--grow-decoder", "2", "--grow-encoder", "1", "--steps", "2"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let state: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(run.join("checkpoint/state.json")).unwrap()).unwrap();
-    assert_eq!(state["config"]["decoder"]["blocks"], 3, "one block from the weights, two added");
-    assert_eq!(state["config"]["spectral_encoder"]["blocks"], 2, "one block from the weights, one added");
+    let config = checkpoint_config(&run);
+    assert_eq!(config["decoder"]["blocks"], 3, "one block from the weights, two added");
+    assert_eq!(config["spectral_encoder"]["blocks"], 2, "one block from the weights, one added");
     assert_round_trips(&run.join("model.safetensors"), &dir);
 
     // A run keeps the size it started with.
@@ -360,12 +372,9 @@ fn trained_weights_can_switch_to_accumulated_phase_and_train_frame_consistency()
 
     let out = train(&run, &["--init-from", start, "--accumulate-phase", "--consistency-loss", "1", "--steps", "3"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let state: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(run.join("checkpoint/state.json")).unwrap()).unwrap();
-    assert_eq!(state["config"]["accumulated_phase"], true);
+    assert_eq!(checkpoint_config(&run)["accumulated_phase"], true);
     let metrics = fs::read_to_string(run.join("metrics.jsonl")).unwrap();
-    let steps: Vec<serde_json::Value> = metrics.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let disagreement: Vec<f64> = steps.iter().filter_map(|s| s["consistency"].as_f64()).collect();
+    let disagreement = logged(&metrics, "consistency");
     assert!(!disagreement.is_empty(), "no frame disagreement logged: {metrics}");
     assert!(disagreement.iter().all(|d| d.is_finite() && *d >= 0.0), "{disagreement:?}");
     assert_round_trips(&run.join("model.safetensors"), &dir);
@@ -404,20 +413,10 @@ fn trained_weights_can_gain_a_harmonic_source_that_learns_pitch() {
 
     let out = train(&run, &["--init-from", start, "--add-harmonics", "8", "--steps", "3"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let state: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(run.join("checkpoint/state.json")).unwrap()).unwrap();
-    assert_eq!(state["config"]["harmonics"], 8);
+    assert_eq!(checkpoint_config(&run)["harmonics"], 8);
     let metrics = fs::read_to_string(run.join("metrics.jsonl")).unwrap();
-    let pitch: Vec<f64> = metrics
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter_map(|s| s["pitch"].as_f64())
-        .collect();
-    let amplitude: Vec<f64> = metrics
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter_map(|s| s["amplitude"].as_f64())
-        .collect();
+    let pitch = logged(&metrics, "pitch");
+    let amplitude = logged(&metrics, "amplitude");
     // The sample clips are speech: some frames are voiced, so both losses are measured (> 0).
     assert!(!pitch.is_empty() && pitch.len() == amplitude.len(), "harmonic losses not logged: {metrics}");
     assert!(pitch.iter().chain(&amplitude).all(|p| p.is_finite() && *p > 0.0), "{pitch:?} {amplitude:?}");
@@ -445,15 +444,9 @@ fn a_harmonic_source_can_gain_a_voicing_gate_that_learns_voicing() {
 
     let out = train(&run, &["--init-from", start, "--add-harmonics", "8", "--add-voicing-gate", "--steps", "3"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let state: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(run.join("checkpoint/state.json")).unwrap()).unwrap();
-    assert_eq!(state["config"]["voicing_gate"], true);
+    assert_eq!(checkpoint_config(&run)["voicing_gate"], true);
     let metrics = fs::read_to_string(run.join("metrics.jsonl")).unwrap();
-    let voicing: Vec<f64> = metrics
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter_map(|s| s["voicing"].as_f64())
-        .collect();
+    let voicing = logged(&metrics, "voicing");
     // Cross-entropy of a head that starts undecided: about ln 2, and never 0 on speech.
     assert!(!voicing.is_empty(), "voicing loss not logged: {metrics}");
     assert!(voicing.iter().all(|v| v.is_finite() && *v > 0.1), "{voicing:?}");
