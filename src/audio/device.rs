@@ -79,7 +79,8 @@ struct Shared {
 /// How much the device may buffer: the trade between delay and robustness to a busy CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Latency {
-    /// 10 ms device buffers, for live audio where every millisecond of delay counts.
+    /// Small device buffers, for live audio where every millisecond of delay counts: 5 ms
+    /// through a PulseAudio server, 10 ms through ALSA.
     Live,
     /// 100 ms device buffers, for playing what is already decided (files, token arrays):
     /// with 10 ms, a few late wake-ups on a loaded machine made the sound server insert
@@ -89,8 +90,13 @@ pub enum Latency {
 }
 
 impl Latency {
-    fn device_buffer_seconds(self) -> f64 {
+    /// Through PulseAudio, 5 ms live buffers measured 52-55 ms mic to speaker (`live --kbps
+    /// 6`, scripts/measure-latency.sh) against 65-70 ms with 10 ms, and kept every frame
+    /// beside a busy loop on the other core; through pipewire-alsa, buffers under 10 ms
+    /// showed xruns under load.
+    fn device_buffer_seconds(self, host: cpal::HostId) -> f64 {
         match self {
+            Latency::Live if host.name() == "PulseAudio" => 0.005,
             Latency::Live => 0.01,
             Latency::Playback => 0.1,
         }
@@ -119,7 +125,7 @@ impl Speaker {
         let default = device.default_output_config().map_err(device_error)?;
         let ranges = device.supported_output_configs().map(|r| r.collect::<Vec<_>>()).unwrap_or_default();
         let supported = at_rate(default, ranges, rate);
-        let config = with_buffer(&supported, latency);
+        let config = with_buffer(&supported, latency, host.id());
         let device_rate = config.sample_rate;
         let capacity = (f64::from(device_rate) * RING_SECONDS) as usize;
         let (producer, consumer) = rtrb::RingBuffer::new(capacity);
@@ -289,11 +295,11 @@ fn at_rate(
 }
 
 /// The stream configuration with the buffer `latency` asks for, where the device allows one
-/// of that size. Live buffers are 10 ms: smaller ones showed xruns through pipewire-alsa
-/// under load, and the server's default measured 170 ms mic to speaker instead of under 60.
-fn with_buffer(supported: &cpal::SupportedStreamConfig, latency: Latency) -> cpal::StreamConfig {
+/// of that size (see [`Latency`]); the server's default measured 170 ms mic to speaker
+/// instead of under 60.
+fn with_buffer(supported: &cpal::SupportedStreamConfig, latency: Latency, host: cpal::HostId) -> cpal::StreamConfig {
     let mut config = supported.config();
-    let wanted = (f64::from(config.sample_rate) * latency.device_buffer_seconds()) as u32;
+    let wanted = (f64::from(config.sample_rate) * latency.device_buffer_seconds(host)) as u32;
     if let cpal::SupportedBufferSize::Range { min, max } = supported.buffer_size()
         && (*min..=*max).contains(&wanted)
     {
@@ -331,7 +337,7 @@ impl Microphone {
         let default = device.default_input_config().map_err(device_error)?;
         let ranges = device.supported_input_configs().map(|r| r.collect::<Vec<_>>()).unwrap_or_default();
         let supported = at_rate(default, ranges, rate);
-        let config = with_buffer(&supported, Latency::Live);
+        let config = with_buffer(&supported, Latency::Live, host.id());
         let device_rate = config.sample_rate;
         let (producer, consumer) = rtrb::RingBuffer::new((f64::from(device_rate) * RING_SECONDS) as usize);
         let shared = Arc::new(Shared::default());
