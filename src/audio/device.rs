@@ -93,7 +93,8 @@ impl Latency {
     /// Through PulseAudio, 5 ms live buffers measured 52-55 ms mic to speaker (`live --kbps
     /// 6`, scripts/measure-latency.sh) against 65-70 ms with 10 ms, and kept every frame
     /// beside a busy loop on the other core; through pipewire-alsa, buffers under 10 ms
-    /// showed xruns under load.
+    /// showed xruns under load. The host is told by name: `HostId::PulseAudio` exists only
+    /// on the platforms that have the host.
     fn device_buffer_seconds(self, host: cpal::HostId) -> f64 {
         match self {
             Latency::Live if host.name() == "PulseAudio" => 0.005,
