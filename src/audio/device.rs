@@ -33,16 +33,26 @@ pub struct DeviceInfo {
     pub is_default: bool,
 }
 
+/// cpal's default host, with libasound's diagnostics (on Linux) kept off stderr on this
+/// thread: where no sound card or server exists it prints a dozen lines of its own before
+/// cpal's error, which the caller turns into one line that says what to do.
+fn default_host() -> cpal::Host {
+    // Should the buffer fail to open, the diagnostics reach stderr as before.
+    #[cfg(target_os = "linux")]
+    let _buffered = alsa::Output::local_error_handler().ok();
+    cpal::default_host()
+}
+
 /// The output devices.
 pub fn output_devices() -> Result<Vec<DeviceInfo>> {
-    let host = cpal::default_host();
+    let host = default_host();
     let default = host.default_output_device().and_then(|d| d.id().ok());
     describe(host.output_devices().map_err(device_error)?, default)
 }
 
 /// The input devices.
 pub fn input_devices() -> Result<Vec<DeviceInfo>> {
-    let host = cpal::default_host();
+    let host = default_host();
     let default = host.default_input_device().and_then(|d| d.id().ok());
     describe(host.input_devices().map_err(device_error)?, default)
 }
@@ -116,7 +126,7 @@ pub struct Speaker {
 impl Speaker {
     /// Opens `name` (or the default output device) for mono audio at `rate` Hz.
     pub fn open(name: Option<&str>, rate: u32, latency: Latency) -> Result<Self> {
-        let host = cpal::default_host();
+        let host = default_host();
         let device = match name {
             None => host
                 .default_output_device()
@@ -328,7 +338,7 @@ pub struct Microphone {
 impl Microphone {
     /// Opens `name` (or the default input device), delivering mono audio at `rate` Hz.
     pub fn open(name: Option<&str>, rate: u32) -> Result<Self> {
-        let host = cpal::default_host();
+        let host = default_host();
         let device = match name {
             None => host
                 .default_input_device()
