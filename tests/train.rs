@@ -74,6 +74,27 @@ fn assert_round_trips(model: &Path, dir: &TempDir) {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// Trains `run` for 3 steps from `extra` (which switch on a design), asserts that the run's
+/// config has `field` set to `value` and that every logged `loss` is finite and above
+/// `floor`, and that the exported weights code a file; returns their path.
+fn assert_trains_a_new_design(
+    (data, dir, run): (&str, &TempDir, &Path),
+    extra: &[&str],
+    (field, value): (&str, serde_json::Value),
+    (loss, floor): (&str, f64),
+) -> std::path::PathBuf {
+    let out = train_quietly(data, run, &[extra, &["--steps", "3"][..]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(checkpoint_config(run)[field], value);
+    let metrics = fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let values = logged(&metrics, loss);
+    assert!(!values.is_empty(), "{loss} not logged: {metrics}");
+    assert!(values.iter().all(|v| v.is_finite() && *v > floor), "{loss}: {values:?}");
+    let weights = run.join("model.safetensors");
+    assert_round_trips(&weights, dir);
+    weights
+}
+
 /// Asserts that a command failed with one line of error that mentions `words`.
 fn refused_with(out: std::process::Output, words: &str) {
     assert!(!out.status.success());
@@ -442,18 +463,49 @@ fn a_harmonic_source_can_gain_a_voicing_gate_that_learns_voicing() {
     refused_with(train(&run, &["--init-from", start, "--add-voicing-gate", "--steps", "2"]), "--add-harmonics");
     assert_eq!(checkpoint_step(&run), None, "a refused run leaves no checkpoint");
 
-    let out = train(&run, &["--init-from", start, "--add-harmonics", "8", "--add-voicing-gate", "--steps", "3"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(checkpoint_config(&run)["voicing_gate"], true);
-    let metrics = fs::read_to_string(run.join("metrics.jsonl")).unwrap();
-    let voicing = logged(&metrics, "voicing");
     // Cross-entropy of a head that starts undecided: about ln 2, and never 0 on speech.
-    assert!(!voicing.is_empty(), "voicing loss not logged: {metrics}");
-    assert!(voicing.iter().all(|v| v.is_finite() && *v > 0.1), "{voicing:?}");
-    let gated = run.join("model.safetensors");
-    assert_round_trips(&gated, &dir);
+    let gated = assert_trains_a_new_design(
+        (&data, &dir, &run),
+        &["--init-from", start, "--add-harmonics", "8", "--add-voicing-gate"],
+        ("voicing_gate", true.into()),
+        ("voicing", 0.1),
+    );
     refused_with(
         train(&dir.path().join("other"), &["--init-from", gated.to_str().unwrap(), "--add-voicing-gate"]),
         "already",
+    );
+}
+
+#[test]
+fn trained_weights_can_switch_to_rebuilt_phase_and_fit_their_frames() {
+    let (dir, data, weights) = warm_start_fixture();
+    let run = dir.path().join("run");
+    let train = |out_dir: &Path, extra: &[&str]| train_quietly(&data, out_dir, extra);
+    let start = weights.to_str().unwrap();
+    // Argument errors from the parser: usage lines follow the error.
+    for (args, words) in [
+        (&["--rebuild-phase", "--steps", "2"][..], "--init-from"),
+        (&["--init-from", start, "--rebuild-phase", "--accumulate-phase"][..], "--accumulate-phase"),
+    ] {
+        let out = train(&run, args);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains(words), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert_eq!(checkpoint_step(&run), None, "a refused run leaves no checkpoint");
+
+    // Untrained magnitudes are far from speech's: a mean log error well above zero.
+    let rebuilt = assert_trains_a_new_design(
+        (&data, &dir, &run),
+        &["--init-from", start, "--rebuild-phase"],
+        ("rebuilt_phase", true.into()),
+        ("magnitude", 0.1),
+    );
+
+    // Weights that already rebuild their phase cannot switch again; nor can a harmonic source.
+    let other = dir.path().join("other");
+    refused_with(train(&other, &["--init-from", rebuilt.to_str().unwrap(), "--rebuild-phase"]), "already");
+    refused_with(
+        train(&other, &["--init-from", rebuilt.to_str().unwrap(), "--add-harmonics", "8", "--steps", "2"]),
+        "rebuilt_phase",
     );
 }

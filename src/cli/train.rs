@@ -40,6 +40,11 @@ pub struct TrainArgs {
     /// magnitudes are kept, the phase is learned anew.
     #[arg(long, requires = "init_from")]
     accumulate_phase: bool,
+    /// Switch the --init-from weights' decoder to magnitudes only, on two synthesis frames
+    /// per hop, the phase rebuilt from them as it decodes (phase-gradient integration); the
+    /// magnitudes are also fitted to the original's directly.
+    #[arg(long, requires = "init_from", conflicts_with = "accumulate_phase")]
+    rebuild_phase: bool,
     /// Give the --init-from weights' decoder a harmonic source of K harmonics (an oscillator
     /// bank at the predicted pitch, trained on a pitch tracker's targets), starting quiet so
     /// the decoder first sounds as before.
@@ -139,6 +144,7 @@ pub fn run(args: &TrainArgs, global: &Global) -> Result<()> {
         grow_decoder: args.grow_decoder,
         grow_encoder: args.grow_encoder,
         accumulate_phase: args.accumulate_phase,
+        rebuild_phase: args.rebuild_phase,
         add_harmonics: args.add_harmonics,
         add_voicing_gate: args.add_voicing_gate,
         steps: args.steps,
@@ -198,6 +204,7 @@ where
                     log.phase.map(|p| format!(" phase {p:.3}")).unwrap_or_default()
                         + &log.intelligibility.map(|i| format!(" stoi {i:.3}")).unwrap_or_default()
                         + &log.consistency.map(|c| format!(" disagree {c:.3}")).unwrap_or_default()
+                        + &log.magnitude.map(|m| format!(" frames {m:.3}")).unwrap_or_default()
                         + &log.pitch.map(|p| format!(" pitch {p:.3}")).unwrap_or_default()
                         + &log.amplitude.map(|a| format!(" harm {a:.3}")).unwrap_or_default()
                         + &log.voicing.map(|v| format!(" voicing {v:.3}")).unwrap_or_default()

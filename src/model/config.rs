@@ -37,6 +37,12 @@ pub struct ModelConfig {
     /// steady partials stay coherent from frame to frame ([`crate::model::decoder`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub accumulated_phase: bool,
+    /// The decoder head predicts magnitudes only, for two synthesis frames per hop (a
+    /// quarter window apart), and the phase is rebuilt from them frame by frame
+    /// ([`crate::model::phase`]): partials then run on at their own frequencies, which a
+    /// predicted phase did not manage (models/MODEL_CARD.md, "The decoder loses the pitch").
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rebuilt_phase: bool,
     /// Harmonics of the decoder's oscillator bank, which carries voiced sound at the
     /// predicted pitch ([`crate::model::harmonic`]); 0 for none.
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -86,6 +92,7 @@ impl Default for ModelConfig {
             decoder: ConvNextConfig { dim: 256, hidden: 768, blocks: 6, kernel: 7 },
             spectral_encoder: None,
             accumulated_phase: false,
+            rebuilt_phase: false,
             harmonics: 0,
             voicing_gate: false,
         }
@@ -169,6 +176,17 @@ impl ModelConfig {
         if self.voicing_gate && self.harmonics == 0 {
             return Err("voicing_gate hands voiced sound to the harmonic source: it needs harmonics > 0".into());
         }
+        if self.rebuilt_phase
+            && (self.accumulated_phase
+                || self.harmonics > 0
+                || self.transposed_decoder
+                || self.codebook_dim > 0
+                || !self.hop().is_multiple_of(2))
+        {
+            return Err("rebuilt_phase replaces the predicted phase: it needs the shipped design (inverse-STFT \
+                 decoder, codebook_dim 0) with an even hop, and no accumulated_phase or harmonics"
+                .into());
+        }
         if self.max_stages > 32 {
             return Err("max_stages must be at most 32".into());
         }
@@ -203,6 +221,8 @@ mod tests {
         assert!(config.validate().unwrap_err().contains("harmonics"));
         let config = ModelConfig { voicing_gate: true, ..Default::default() };
         assert!(config.validate().unwrap_err().contains("voicing_gate"));
+        let config = ModelConfig { rebuilt_phase: true, accumulated_phase: true, ..Default::default() };
+        assert!(config.validate().unwrap_err().contains("rebuilt_phase"));
         let stack = ConvNextConfig { dim: 64, hidden: 128, blocks: 2, kernel: 3 };
         let config = ModelConfig { strides: vec![3, 5], spectral_encoder: Some(stack.clone()), ..Default::default() };
         assert!(config.validate().unwrap_err().contains("divisible by 4"));

@@ -7,6 +7,7 @@ pub mod decoder;
 pub mod encoder;
 pub mod harmonic;
 mod matmul;
+pub mod phase;
 pub mod rvq;
 pub mod spectral;
 pub mod weights;
@@ -93,6 +94,8 @@ mod tests {
             .with_harmonics_added(4, &config, &device)
             .with_voicing_gate_added(&config, &device);
         assert_trainable(&reshaped, "grown, phase-accumulating decoder given a gated source");
+        let rebuilt = decoder::Decoder::<Trained>::new(&plain, &device).with_phase_rebuilt();
+        assert_trainable(&rebuilt, "decoder switched to rebuilt phase");
         let grown = encoder::Encoder::<Trained>::new(&config, &device).with_blocks_added(1, &small, &device);
         assert_trainable(&grown, "grown encoder");
 

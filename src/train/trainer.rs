@@ -29,6 +29,7 @@ use super::pitch;
 use super::transposed::TransposedDecoder;
 use super::vq::{EmaCodebooks, StageStats};
 use crate::error::{Error, Result};
+use crate::model::decoder::Reference;
 use crate::model::harmonic::{HarmonicPrediction, PitchTrack};
 use crate::model::rvq::Rvq;
 use crate::model::{Model, ModelConfig, Streaming, weights};
@@ -48,6 +49,9 @@ const AMPLITUDE_WEIGHT: f64 = 1.0;
 /// Weight of the voicing head's loss (binary cross-entropy against the pitch tracker's
 /// voiced frames), for models with the voicing gate.
 const VOICING_WEIGHT: f64 = 1.0;
+/// Weight of the rebuilt-phase decoder's log-magnitude loss on its synthesis frames: the
+/// phase is rebuilt from those magnitudes, so they must be the original's own.
+const MAGNITUDE_WEIGHT: f64 = 1.0;
 /// Linear warmup of the learning rate, in steps.
 const WARMUP_STEPS: u64 = 500;
 /// Steps between validation passes.
@@ -110,6 +114,9 @@ pub struct TrainOptions {
     /// Give the harmonic source of the `init_from` weights (or the one `add_harmonics`
     /// adds) the voicing gate ([`crate::model::ModelConfig::voicing_gate`]).
     pub add_voicing_gate: bool,
+    /// Switch the `init_from` weights' decoder to magnitudes only, the phase rebuilt
+    /// ([`crate::model::decoder::Decoder::with_phase_rebuilt`]).
+    pub rebuild_phase: bool,
     /// Stop after this step.
     pub steps: u64,
     /// Crops per batch.
@@ -162,6 +169,9 @@ pub struct StepLog {
     pub intelligibility: Option<f32>,
     /// Frame disagreement of the decoder, when trained on.
     pub consistency: Option<f32>,
+    /// L1 distance of the predicted log magnitudes from the original's on the synthesis
+    /// frames, when the decoder rebuilds its phase.
+    pub magnitude: Option<f32>,
     /// Pitch loss of the harmonic source (mean absolute natural-log pitch error on voiced
     /// frames), when the model has one.
     pub pitch: Option<f32>,
@@ -232,6 +242,8 @@ struct Forward<B: Backend> {
     disagreement: Option<Tensor<B, 1>>,
     /// What the harmonic source predicted, when the model has one.
     harmonic: Option<HarmonicPrediction<B>>,
+    /// With rebuilt phase, the predicted magnitudes' error (`TrainingDecode::magnitude_error`).
+    magnitude_error: Option<Tensor<B, 1>>,
     /// Its losses ([`harmonic_losses`]), once measured against the batch.
     harmonic_losses: Option<HarmonicLosses<B>>,
     codes: Vec<Vec<i64>>,
@@ -276,6 +288,7 @@ fn forward_factorized<B: Backend>(
         commitment: quantized.loss,
         disagreement: None,
         harmonic: None,
+        magnitude_error: None,
         harmonic_losses: None,
         codes: quantized.codes,
         residuals: quantized.projected,
@@ -284,16 +297,18 @@ fn forward_factorized<B: Backend>(
 
 /// The forward pass with the EMA codebooks, which must all be initialised
 /// ([`initialise_codebooks`]); with `measure_disagreement`, the model's decoder also
-/// measures how much its frames disagree.
+/// measures how much its frames disagree; with `magnitude_floor`, a decoder that rebuilds
+/// its phase measures its magnitudes against the original's (floored there).
 fn forward<B: Backend>(
     model: &Model<B>,
     transposed: Option<&TransposedDecoder<B>>,
     audio: Tensor<B, 3>,
     stages: usize,
-    (measure_disagreement, track): (bool, Option<&PitchTrack<B>>),
+    (measure_disagreement, track, magnitude_floor): (bool, Option<&PitchTrack<B>>, Option<f64>),
 ) -> Forward<B> {
     let [batch, len, _] = audio.dims();
     let device = audio.device();
+    let reference = magnitude_floor.map(|floor| Reference { signal: audio.clone().reshape([batch, len]), floor });
     let latents = model.encoder.step(audio, &mut model.encoder.init_state(batch, &device));
     let [_, frames, dim] = latents.dims();
     let flat = latents.reshape([batch * frames, dim]);
@@ -314,14 +329,23 @@ fn forward<B: Backend>(
     let commitment = (error.clone() * error).mean();
     let straight_through = flat.clone() + (quantized - flat).detach();
     let latents = straight_through.reshape([batch, frames, dim]);
-    let (decoded, disagreement, harmonic) = match transposed {
+    let (decoded, disagreement, harmonic, magnitude_error) = match transposed {
         None => {
-            let decoded = model.decoder.decode_for_training(latents, measure_disagreement, track);
-            (decoded.audio.reshape([batch, len]), decoded.disagreement, decoded.harmonic)
+            let decoded = model.decoder.decode_for_training(latents, measure_disagreement, track, reference.as_ref());
+            (decoded.audio.reshape([batch, len]), decoded.disagreement, decoded.harmonic, decoded.magnitude_error)
         }
-        Some(_) => (decode(model, transposed, latents), None, None),
+        Some(_) => (decode(model, transposed, latents), None, None, None),
     };
-    Forward { reconstruction: decoded, commitment, disagreement, harmonic, harmonic_losses: None, codes, residuals }
+    Forward {
+        reconstruction: decoded,
+        commitment,
+        disagreement,
+        harmonic,
+        magnitude_error,
+        harmonic_losses: None,
+        codes,
+        residuals,
+    }
 }
 
 /// Initialises the EMA codebooks of a new run from the residuals of `audio` `[batch, len]`
@@ -427,6 +451,9 @@ fn total_loss<B: Backend>(
     }
     if let Some(disagreement) = &pass.disagreement {
         total = total + disagreement.clone().mul_scalar(weights.consistency);
+    }
+    if let Some(error) = &pass.magnitude_error {
+        total = total + error.clone().mul_scalar(MAGNITUDE_WEIGHT);
     }
     if let Some(losses) = &pass.harmonic_losses {
         total = total
@@ -540,6 +567,7 @@ struct LossFigures {
     phase: Option<f32>,
     intelligibility: Option<f32>,
     consistency: Option<f32>,
+    magnitude: Option<f32>,
     pitch: Option<f32>,
     amplitude: Option<f32>,
     voicing: Option<f32>,
@@ -558,6 +586,7 @@ impl LossFigures {
             phase: terms.phase.clone().map(scalar),
             intelligibility: terms.intelligibility.clone().map(scalar),
             consistency: pass.disagreement.clone().map(scalar),
+            magnitude: pass.magnitude_error.clone().map(scalar),
             pitch: pass.harmonic_losses.as_ref().map(|l| scalar(l.pitch.clone())),
             amplitude: pass.harmonic_losses.as_ref().map(|l| scalar(l.amplitude.clone())),
             voicing: pass.harmonic_losses.as_ref().and_then(|l| l.voicing.clone().map(scalar)),
@@ -576,6 +605,7 @@ impl LossFigures {
         self.phase = other.phase.map(|p| self.phase.unwrap_or(0.0) + share * p);
         self.intelligibility = other.intelligibility.map(|i| self.intelligibility.unwrap_or(0.0) + share * i);
         self.consistency = other.consistency.map(|c| self.consistency.unwrap_or(0.0) + share * c);
+        self.magnitude = other.magnitude.map(|m| self.magnitude.unwrap_or(0.0) + share * m);
         self.pitch = other.pitch.map(|p| self.pitch.unwrap_or(0.0) + share * p);
         self.amplitude = other.amplitude.map(|a| self.amplitude.unwrap_or(0.0) + share * a);
         self.voicing = other.voicing.map(|v| self.voicing.unwrap_or(0.0) + share * v);
@@ -601,6 +631,8 @@ struct Shape {
     harmonics: usize,
     stages: usize,
     weights: OptionalWeights,
+    /// Floor of the training losses' logarithms.
+    loss_floor: f64,
     /// Whether the step is logged: reading the loss terms back waits for the device.
     log: bool,
 }
@@ -636,7 +668,8 @@ fn train_shard<B: AutodiffBackend>(
         harmonic_targets(samples, [crops, frames, shape.harmonics], (shape.hop, shape.sample_rate), device)
     });
     let track = targets.as_ref().map(|t| &t.track);
-    let mut pass = forward(model, None, audio, shape.stages, (shape.weights.consistency > 0.0, track));
+    let mut pass =
+        forward(model, None, audio, shape.stages, (shape.weights.consistency > 0.0, track, Some(shape.loss_floor)));
     pass.harmonic_losses = pass.harmonic.as_ref().zip(targets.as_ref()).map(|(p, t)| harmonic_losses(p, t));
     let (terms, predicted_spectra, target_spectra) = loss.losses_and_spectra(pass.reconstruction.clone(), target);
     let mut total = total_loss(&terms, &pass, COMMITMENT_WEIGHT, shape.weights);
@@ -736,11 +769,13 @@ pub fn train<B: AutodiffBackend>(
     }
     let reshapes = options.grow_decoder + options.grow_encoder + options.add_harmonics > 0
         || options.accumulate_phase
-        || options.add_voicing_gate;
+        || options.add_voicing_gate
+        || options.rebuild_phase;
     if reshapes && (previous.is_some() || options.init_from.is_none()) {
         return Err(Error::InvalidArgument(
-            "--grow-decoder, --grow-encoder, --accumulate-phase, --add-harmonics and --add-voicing-gate change \
-             the weights of --init-from for a new run; a run's own design is fixed by its config"
+            "--grow-decoder, --grow-encoder, --accumulate-phase, --rebuild-phase, --add-harmonics and \
+             --add-voicing-gate change the weights of --init-from for a new run; a run's own design is fixed by \
+             its config"
                 .into(),
         ));
     }
@@ -766,6 +801,12 @@ pub fn train<B: AutodiffBackend>(
                     ));
                 }
                 config.accumulated_phase = true;
+            }
+            if options.rebuild_phase {
+                if config.rebuilt_phase {
+                    return Err(Error::InvalidArgument("--rebuild-phase: these weights already rebuild phase".into()));
+                }
+                config.rebuilt_phase = true;
             }
             if options.add_harmonics > 0 {
                 if config.harmonics > 0 {
@@ -854,6 +895,9 @@ pub fn train<B: AutodiffBackend>(
         model.decoder = model.decoder.with_blocks_added(options.grow_decoder, &config.decoder, &device);
         if options.accumulate_phase {
             model.decoder = model.decoder.with_phase_accumulated();
+        }
+        if options.rebuild_phase {
+            model.decoder = model.decoder.with_phase_rebuilt();
         }
         if options.add_harmonics > 0 {
             model.decoder = model.decoder.with_harmonics_added(options.add_harmonics, &config, &device);
@@ -978,6 +1022,7 @@ pub fn train<B: AutodiffBackend>(
                 harmonics: config.harmonics,
                 stages,
                 weights: optional_weights,
+                loss_floor: options.loss_floor,
                 log,
             };
             let shards = run_shards(
@@ -1022,9 +1067,10 @@ pub fn train<B: AutodiffBackend>(
                 Some((quantizer, _, _)) => {
                     (forward_factorized(&model, transposed_decoder(&transposed), quantizer, audio, stages), 1.0)
                 }
-                None => {
-                    (forward(&model, transposed_decoder(&transposed), audio, stages, (false, None)), COMMITMENT_WEIGHT)
-                }
+                None => (
+                    forward(&model, transposed_decoder(&transposed), audio, stages, (false, None, None)),
+                    COMMITMENT_WEIGHT,
+                ),
             };
             let terms = loss.losses(pass.reconstruction.clone(), target);
             let total = total_loss(&terms, &pass, quantizer_weight, optional_weights);
@@ -1071,6 +1117,7 @@ pub fn train<B: AutodiffBackend>(
                 phase: figures.phase,
                 intelligibility: figures.intelligibility,
                 consistency: figures.consistency,
+                magnitude: figures.magnitude,
                 pitch: figures.pitch,
                 amplitude: figures.amplitude,
                 voicing: figures.voicing,
@@ -1238,6 +1285,7 @@ mod tests {
             harmonics: 0,
             stages: 2,
             weights,
+            loss_floor: DEFAULT_FLOOR,
             log: false,
         };
         let critic = adversarial.then(|| Critic::<B>::new(&loss.resolutions(), &device));
