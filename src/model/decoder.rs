@@ -474,6 +474,8 @@ impl<B: Backend> Decoder<B> {
         let [batch, frames, n_fft] = windows.dims();
         let step = self.synthesis_hop();
         let parts = n_fft / step;
+        // Half-overlapping frames (the shipped decoder, run once per frame when streaming):
+        // one carried half, added without the general case's zero padding.
         if parts == 2 {
             let heads = windows.clone().narrow(2, 0, step);
             let tails = windows.narrow(2, step, step);
