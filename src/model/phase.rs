@@ -35,7 +35,6 @@ pub struct PhaseRebuilder {
     n_fft: usize,
     hop: usize,
     previous_magnitude: Vec<f32>,
-    previous_log: Vec<f32>,
     previous_phase: Vec<f32>,
     previous_advance: Vec<f32>,
     previous_peak: f32,
@@ -76,7 +75,6 @@ impl PhaseRebuilder {
             n_fft,
             hop,
             previous_magnitude: vec![0.0; bins],
-            previous_log: vec![TINY.ln(); bins],
             previous_phase: vec![0.0; bins],
             previous_advance: vec![0.0; bins],
             previous_peak: 0.0,
@@ -112,7 +110,7 @@ impl PhaseRebuilder {
         let step: Vec<f32> = (0..bins)
             .map(|k| {
                 let slope = if self.previous_peak > 0.0 {
-                    (log[k].max(floor_log) - self.previous_log[k].max(floor_log)) / hop
+                    (log[k].max(floor_log) - self.previous_magnitude[k].max(TINY).ln().max(floor_log)) / hop
                 } else {
                     0.0
                 };
@@ -155,7 +153,6 @@ impl PhaseRebuilder {
             *p -= (*p / (2.0 * PI)).round() * 2.0 * PI;
         }
         self.previous_magnitude = magnitudes.to_vec();
-        self.previous_log = log;
         self.previous_phase.clone_from(&phase);
         self.previous_advance = advance;
         self.previous_peak = peak;
