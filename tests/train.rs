@@ -185,6 +185,19 @@ fn resumes_after_kill_9_from_the_last_checkpoint() {
 }
 
 #[test]
+fn a_focus_stage_count_trains_and_one_beyond_the_model_is_refused() {
+    let dir = TempDir::new().unwrap();
+    let data = data(&dir);
+    let max_stages = serde_json::from_str::<serde_json::Value>(TINY).unwrap()["max_stages"].as_u64().unwrap();
+    let beyond = (max_stages + 1).to_string();
+    refused_with(train(&dir, &data, &["--steps", "2", "--focus-stages", &beyond]).output().unwrap(), "--focus-stages");
+    assert_eq!(checkpoint_step(&dir.path().join("run")), None, "a refused run leaves no checkpoint");
+    let out = train(&dir, &data, &["--steps", "2", "--focus-stages", "1", "-q"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(checkpoint_step(&dir.path().join("run")), Some(2));
+}
+
+#[test]
 fn no_audio_is_a_clear_error() {
     let dir = TempDir::new().unwrap();
     let empty = dir.path().join("empty");

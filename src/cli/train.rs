@@ -91,6 +91,10 @@ pub struct TrainArgs {
     /// Seed of a new run.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Train this many quantizer stages on a quarter of the steps (the rate to be best at,
+    /// e.g. 5 for 2.5 kbps); by default half the steps use every stage and half any count.
+    #[arg(long, value_name = "N")]
+    focus_stages: Option<usize>,
     /// Minutes between checkpoints.
     #[arg(long, default_value_t = 5.0)]
     checkpoint_minutes: f64,
@@ -156,6 +160,7 @@ pub fn run(args: &TrainArgs, global: &Global) -> Result<()> {
         consistency_weight: args.consistency_loss,
         adversarial_weight: args.adversarial,
         seed: args.seed,
+        focus_stages: args.focus_stages,
         checkpoint_minutes: args.checkpoint_minutes,
         workers,
     };
