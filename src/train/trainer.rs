@@ -1240,6 +1240,8 @@ fn lcm(a: usize, b: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::backend::{Autodiff, Flex};
+    use burn::module::{Module, ModuleVisitor};
 
     #[test]
     fn a_focus_trains_its_stage_count_on_a_quarter_more_of_the_steps() {
@@ -1256,8 +1258,6 @@ mod tests {
         assert!((five - (0.25 + 0.25 / 12.0)).abs() < 0.01, "the focus on {five} of steps");
         assert!((six - 0.25 / 12.0).abs() < 0.005, "6 stages on {six} of steps with a focus on 5");
     }
-    use burn::backend::{Autodiff, Flex};
-    use burn::module::{Module, ModuleVisitor};
 
     type B = Autodiff<Flex>;
 
