@@ -24,6 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         sample_rate: config.sample_rate,
         hop: config.hop() as u32,
         stages: 6,
+        low_band: 0,
         bits_per_code: config.bits_per_code() as u8,
         source_rate: source.reader().sample_rate(),
         original_samples: Some(samples.len() as u64),

@@ -59,7 +59,9 @@ def systems(args, ref, work):
     out = os.path.join(work, "out.wav")
     for model in args.model:
         for kbps in args.kbps:
-            run(args.tokenwave, "--threads", "1", "-q", "--model", model, "roundtrip", "--kbps", kbps, ref, out)
+            rate, _, low_band = kbps.partition("+")
+            layers = ["--kbps", rate] + (["--low-band", low_band] if low_band else [])
+            run(args.tokenwave, "--threads", "1", "-q", "--model", model, "roundtrip", *layers, ref, out)
             yield f"tokenwave {kbps} ({os.path.basename(model)})", read(out)
             if args.phase_bound:
                 yield f"tokenwave {kbps} ({os.path.basename(model)})/true-phase", with_phase_of(read(out), read(ref))
@@ -86,7 +88,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokenwave", required=True, help="the tokenwave binary")
     parser.add_argument("--model", action="append", required=True, help="weights; repeat to compare")
-    parser.add_argument("--kbps", default="3", type=split, help="tokenwave rates, e.g. 1.5,3,6")
+    parser.add_argument("--kbps", default="3", type=split,
+                        help="tokenwave rates, e.g. 1.5,3,6; 2.5+7 adds 7 low-band codes per frame (--low-band 7)")
     parser.add_argument("--opus", default="6,9,12", type=split, help="Opus rates (kbps); '' for none")
     parser.add_argument("--codec2", default="1600,3200", type=split, help="Codec2 modes; '' for none")
     parser.add_argument("--phase-bound", action="store_true", help="also each output's magnitudes, true phase")

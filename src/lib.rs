@@ -3,7 +3,9 @@
 //! Data flows through the modules in this order:
 //! [`audio`] (decode any file to mono samples at the model rate) →
 //! [`model`] encoder → residual vector quantizer → [`Codes`] →
-//! [`bitstream`] (`.tkw` container) → decoder → [`audio`] (WAV).
+//! [`bitstream`] (`.tkw` container) → decoder → [`audio`] (WAV). Optionally [`lowband`]
+//! codes the band below a few hundred hertz as a waveform beside the neural codes, in
+//! more columns of the same [`Codes`].
 //!
 //! ```no_run
 //! use tokenwave::{Codec, Weights, CpuBackend};
@@ -20,6 +22,7 @@ pub mod codec;
 mod codes;
 mod error;
 pub mod eval;
+pub mod lowband;
 pub mod model;
 pub mod net;
 pub mod tokens;

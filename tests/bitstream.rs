@@ -12,6 +12,7 @@ fn header(stages: u8) -> Header {
         sample_rate: 16_000,
         hop: 320,
         stages,
+        low_band: 0,
         bits_per_code: 10,
         source_rate: 44_100,
         original_samples: None,

@@ -240,6 +240,20 @@ fn bad_tkw_inputs_fail_cleanly() {
             }),
         ),
         ("too short", Box::new(|b: &mut Vec<u8>| b.truncate(10))),
+        (
+            "9 low-band codes per frame",
+            Box::new(|b: &mut Vec<u8>| {
+                b[5] = 9;
+                fix_header_crc(b)
+            }),
+        ),
+        (
+            "length fields are corrupt",
+            Box::new(|b: &mut Vec<u8>| {
+                b[5] = 3;
+                fix_header_crc(b)
+            }),
+        ),
     ];
     for (needle, damage) in cases {
         let mut bytes = good.clone();
@@ -257,6 +271,29 @@ fn bad_tkw_inputs_fail_cleanly() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("replaced by silence"));
     assert_eq!(wav_len(&wav).1, 99_328 * 16_000 / 22_050 + 1);
+}
+
+#[test]
+fn the_low_band_travels_in_the_file_and_decodes_to_the_input_length() {
+    let dir = TempDir::new().unwrap();
+    let (plain, hybrid) = (path(&dir, "plain.tkw"), path(&dir, "hybrid.tkw"));
+    let input = "samples/speech_cs.wav";
+    assert!(tokenwave(&["encode", input, &plain, "--codebooks", "3", "-q"]).status.success());
+    assert!(tokenwave(&["encode", input, &hybrid, "--codebooks", "3", "--low-band", "4", "-q"]).status.success());
+    let info = tokenwave(&["info", &hybrid, "--json"]);
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!((info["stages"].as_u64(), info["low_band"].as_u64()), (Some(3), Some(4)));
+    assert!((info["nominal_kbps"].as_f64().unwrap() - 3.5).abs() < 1e-9, "{info}");
+    let plain_info: serde_json::Value = serde_json::from_slice(&tokenwave(&["info", &plain, "--json"]).stdout).unwrap();
+    assert_eq!(info["frames"].as_u64().unwrap(), plain_info["frames"].as_u64().unwrap() + 1, "one frame more");
+    let (plain_wav, hybrid_wav) = (path(&dir, "plain.wav"), path(&dir, "hybrid.wav"));
+    assert!(tokenwave(&["decode", &plain, &plain_wav, "-q"]).status.success());
+    assert!(tokenwave(&["decode", &hybrid, &hybrid_wav, "-q"]).status.success());
+    assert_eq!(wav_len(&hybrid_wav), wav_len(&plain_wav));
+    let out = tokenwave(&["roundtrip", input, &path(&dir, "rt.wav"), "--codebooks", "3", "--low-band", "4", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["low_band"].as_u64(), Some(4));
+    assert!((report["nominal_kbps"].as_f64().unwrap() - 3.5).abs() < 1e-9, "{report}");
 }
 
 #[test]
@@ -280,6 +317,10 @@ fn bad_arguments_fail_cleanly() {
     assert_clean_failure(&out, "quantizer stages", &dir, &[]);
     let out = tokenwave(&["encode", "samples/speech_cs.wav", &out_path, "--codebooks", "0"]);
     assert_clean_failure(&out, "quantizer stages", &dir, &[]);
+    for digits in ["1", "9"] {
+        let out = tokenwave(&["encode", "samples/speech_cs.wav", &out_path, "--low-band", digits]);
+        assert_clean_failure(&out, "the low band takes 2 to 8 codes per frame", &dir, &[]);
+    }
     let bogus = path(&dir, "bogus.safetensors");
     fs::write(&bogus, b"not weights").unwrap();
     let out = tokenwave(&["encode", "samples/speech_cs.wav", &out_path, "--model", &bogus]);

@@ -53,6 +53,27 @@ fn eval_reports_every_measure_and_compares_with_opus_and_codec2() {
 }
 
 #[test]
+fn eval_measures_each_rate_with_and_without_the_low_band() {
+    let args = ["eval", "--data", "samples/speech_nl.ogg", "--kbps", "2.5", "--low-band", "0,7", "--json"];
+    let out = Command::new(BIN).args(args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let means = report["mean"].as_array().unwrap();
+    assert_eq!(means[0]["system"], "tokenwave 2.5 kbps");
+    assert_eq!(means[1]["system"], "tokenwave 2.5 kbps + low band 3.5");
+    let score = |i: usize, key: &str| means[i]["scores"][key].as_f64().unwrap();
+    // 3.5 kbps more, in the container too.
+    assert!((score(1, "real_kbps") - score(0, "real_kbps") - 3.5).abs() < 0.1, "{report}");
+    // The low band carries the waveform below 700 Hz: SI-SDR turns from far negative (the
+    // decoder's own phase) to positive.
+    assert!(score(0, "si_sdr") < -10.0 && score(1, "si_sdr") > 0.0, "{report}");
+    assert_eq!(report["codebook_utilization"].as_array().unwrap().len(), 5, "neural stages only");
+    let out = Command::new(BIN).args(["eval", "--data", "samples/speech_nl.ogg", "--low-band", "1"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("2 to 8 codes per frame"));
+}
+
+#[test]
 fn eval_refuses_bad_arguments_in_one_line() {
     for (args, needle) in [
         (vec!["eval", "--data", "no/such/dir"], "does not exist"),

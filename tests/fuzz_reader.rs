@@ -13,6 +13,7 @@ fn valid_stream(frames: usize, stages: u8, bits: u8) -> Vec<u8> {
         sample_rate: 16_000,
         hop: 320,
         stages,
+        low_band: 0,
         bits_per_code: bits,
         source_rate: 16_000,
         original_samples: Some(frames as u64 * 320),

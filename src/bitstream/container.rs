@@ -31,8 +31,10 @@ pub struct Header {
     pub sample_rate: u32,
     /// Samples per frame.
     pub hop: u32,
-    /// Codes per frame.
+    /// Neural quantizer stages per frame.
     pub stages: u8,
+    /// Low-band codes per frame after the stages (0: none; see `tokenwave::lowband`).
+    pub low_band: u8,
     /// Bits per code.
     pub bits_per_code: u8,
     /// Sample rate of the original input, Hz (informational).
@@ -47,7 +49,7 @@ impl Header {
         let mut b = [0u8; HEADER_LEN];
         b[0..4].copy_from_slice(&MAGIC);
         b[4] = VERSION;
-        b[5] = 0;
+        b[5] = self.low_band;
         b[6] = self.stages;
         b[7] = self.bits_per_code;
         b[8..24].copy_from_slice(&self.model_id);
@@ -75,7 +77,7 @@ impl Header {
         if crc != crc32fast::hash(&b[..48]) {
             return Err(Error::Format("the header is damaged (CRC mismatch)".into()));
         }
-        if b[5] != 0 || b[44..48] != [0; 4] {
+        if b[44..48] != [0; 4] {
             return Err(Error::Format("the header uses flags this version does not know".into()));
         }
         let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
@@ -83,6 +85,7 @@ impl Header {
         let header = Header {
             model_id: b[8..24].try_into().expect("16 bytes"),
             stages: b[6],
+            low_band: b[5],
             bits_per_code: b[7],
             sample_rate: u32_at(24),
             hop: u32_at(28),
@@ -98,6 +101,9 @@ impl Header {
         if !(1..=32).contains(&self.stages) {
             return bad(&format!("{} stages", self.stages));
         }
+        if self.low_band != 0 && !(2..=8).contains(&self.low_band) {
+            return bad(&format!("{} low-band codes per frame", self.low_band));
+        }
         if !(1..=16).contains(&self.bits_per_code) {
             return bad(&format!("{} bits per code", self.bits_per_code));
         }
@@ -110,9 +116,14 @@ impl Header {
         Ok(())
     }
 
+    /// Codes per frame: the stages, then the low band's.
+    pub fn codes_per_frame(&self) -> usize {
+        usize::from(self.stages) + usize::from(self.low_band)
+    }
+
     /// Bytes of one chunk payload holding `frames` frames.
     pub fn payload_len(&self, frames: usize) -> usize {
-        packed_len(frames * usize::from(self.stages), u32::from(self.bits_per_code))
+        packed_len(frames * self.codes_per_frame(), u32::from(self.bits_per_code))
     }
 }
 
@@ -134,15 +145,15 @@ impl<W: Write> TkwWriter<W> {
 
     /// Adds frames; whole chunks are written as they fill.
     pub fn write(&mut self, codes: &Codes) -> Result<()> {
-        if !codes.is_empty() && codes.stages() != usize::from(self.header.stages) {
+        if !codes.is_empty() && codes.stages() != self.header.codes_per_frame() {
             return Err(Error::InvalidArgument(format!(
-                "codes have {} stages, the stream {}",
+                "codes have {} per frame, the stream {}",
                 codes.stages(),
-                self.header.stages
+                self.header.codes_per_frame()
             )));
         }
         self.pending.extend_from_slice(codes.as_frame_major());
-        let chunk_codes = CHUNK_FRAMES * usize::from(self.header.stages);
+        let chunk_codes = CHUNK_FRAMES * self.header.codes_per_frame();
         while self.pending.len() >= chunk_codes {
             let rest = self.pending.split_off(chunk_codes);
             let chunk = std::mem::replace(&mut self.pending, rest);
@@ -163,7 +174,7 @@ impl<W: Write> TkwWriter<W> {
     }
 
     fn write_chunk(&mut self, codes: &[u16]) -> Result<()> {
-        let frames = codes.len() / usize::from(self.header.stages);
+        let frames = codes.len() / self.header.codes_per_frame();
         let mut payload = std::mem::take(&mut self.scratch);
         payload.clear();
         pack(codes, u32::from(self.header.bits_per_code), &mut payload);
@@ -309,16 +320,18 @@ impl<R: Read> TkwReader<R> {
             self.total_samples = Some(total);
             return Ok(None);
         }
-        let stages = usize::from(self.header.stages);
+        let per_frame = self.header.codes_per_frame();
         let mut codes = Vec::new();
-        unpack(payload, u32::from(self.header.bits_per_code), frames as usize * stages, &mut codes);
+        unpack(payload, u32::from(self.header.bits_per_code), frames as usize * per_frame, &mut codes);
         self.frames += u64::from(frames);
-        Ok(Some(Chunk::Codes(Codes::from_frame_major(stages, codes).expect("whole frames"))))
+        Ok(Some(Chunk::Codes(Codes::from_frame_major(per_frame, codes).expect("whole frames"))))
     }
 
     fn check_total(&self, total: u64) -> std::result::Result<(), String> {
         let hop = u64::from(self.header.hop);
-        let capacity = self.frames * hop;
+        // The low band's encoder adds a frame that decodes to no samples of its own.
+        let frames = self.frames.saturating_sub(u64::from(self.header.low_band != 0));
+        let capacity = frames * hop;
         if total > capacity || capacity - total >= hop {
             return Err(format!("end chunk says {total} samples but the stream holds {} frames", self.frames));
         }

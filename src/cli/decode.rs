@@ -84,7 +84,7 @@ pub fn check_stream<B: Backend, R: Read>(codec: &Codec<B>, reader: &TkwReader<R>
         }
         .into());
     }
-    if usize::from(header.stages) > config.max_stages {
+    if header.stages == 0 || usize::from(header.stages) > config.max_stages {
         bail!("the stream has {} stages but the model only {}", header.stages, config.max_stages);
     }
     if header.hop as usize != config.hop()
@@ -111,6 +111,9 @@ pub fn decode_to<B: Backend, R: Read, W: Write + Seek>(
     let model_rate = codec.config().sample_rate;
     let hop = codec.config().hop();
     let mut decoder = codec.stream_decoder();
+    if reader.header().low_band != 0 {
+        decoder = decoder.with_low_band(codec.low_band(usize::from(reader.header().low_band))?);
+    }
     let mut resampler = Resampler::new(model_rate, rate)?;
     let mut sink = WavSink::new(BufWriter::new(out), rate)?;
     // The last frame may be padding past the end of the audio, so one hop is held back

@@ -11,10 +11,11 @@ use indicatif::ProgressBar;
 use serde_json::json;
 use tokenwave::audio::AudioSource;
 use tokenwave::bitstream::{Header, TkwWriter, container};
+use tokenwave::lowband::LowBand;
 use tokenwave::{Codec, Codes};
 
 use super::output::Output;
-use super::{Global, RateArgs, check_interrupt, load_codec, progress, report};
+use super::{Global, LowBandArgs, RateArgs, check_interrupt, load_codec, progress, report};
 
 /// Samples handed to the model at once when encoding files (2 s at 16 kHz): big enough to
 /// keep the model efficient, small enough to keep memory flat.
@@ -28,6 +29,8 @@ pub struct EncodeArgs {
     output: PathBuf,
     #[command(flatten)]
     rate: RateArgs,
+    #[command(flatten)]
+    low_band: LowBandArgs,
 }
 
 /// What one encode did.
@@ -51,10 +54,11 @@ impl EncodeStats {
 pub fn run<B: Backend>(args: &EncodeArgs, global: &Global, device: B::Device) -> Result<()> {
     let codec = load_codec::<B>(global, device)?;
     let stages = args.rate.stages(&codec)?;
+    let low_band = args.low_band.layer(&codec)?;
     let source = AudioSource::open(&args.input, codec.config().sample_rate)?;
     let mut output = Output::create(&args.output)?;
     let bar = progress(global, source.declared_seconds());
-    let stats = encode_to(&codec, source, stages, output.file(), &bar)
+    let stats = encode_to(&codec, source, stages, low_band, output.file(), &bar)
         .with_context(|| format!("cannot encode {}", args.input.display()))?;
     bar.finish_and_clear();
     output.commit()?;
@@ -65,14 +69,19 @@ pub fn run<B: Backend>(args: &EncodeArgs, global: &Global, device: B::Device) ->
         args.output == Path::new("-"),
         json!({
             "input": args.input, "output": args.output, "seconds": seconds, "stages": stages,
-            "nominal_kbps": codec.config().bitrate(stages) / 1000.0, "bytes": stats.bytes,
+            "low_band": args.low_band.low_band,
+            "nominal_kbps": codec.config().bitrate(stages + args.low_band.low_band) / 1000.0, "bytes": stats.bytes,
             "real_kbps": stats.real_kbps(rate), "rtf": stats.seconds_of_work / seconds,
             "model_id": codec.model_id().to_string(),
         }),
         format!(
-            "encoded {:.2} s at {} stages: {} bytes, {:.3} kbps with container, {:.1}x real time",
+            "encoded {:.2} s at {} stages{}: {} bytes, {:.3} kbps with container, {:.1}x real time",
             seconds,
             stages,
+            match args.low_band.low_band {
+                0 => String::new(),
+                n => format!(" and {n} low-band codes"),
+            },
             stats.bytes,
             stats.real_kbps(rate),
             seconds / stats.seconds_of_work
@@ -87,6 +96,7 @@ pub fn encode_to<B: Backend, W: Write + Seek>(
     codec: &Codec<B>,
     mut source: AudioSource,
     stages: usize,
+    low_band: Option<LowBand>,
     out: W,
     bar: &ProgressBar,
 ) -> Result<EncodeStats> {
@@ -97,12 +107,13 @@ pub fn encode_to<B: Backend, W: Write + Seek>(
         sample_rate: config.sample_rate,
         hop: config.hop() as u32,
         stages: stages as u8,
+        low_band: low_band.map_or(0, |layer| layer.digits() as u8),
         bits_per_code: config.bits_per_code() as u8,
         source_rate: source.reader().sample_rate(),
         original_samples: None,
     };
     let mut writer = TkwWriter::new(BufWriter::new(out), header.clone())?;
-    let samples = encode_source(codec, &mut source, stages, |codes, samples_in| {
+    let samples = encode_source(codec, &mut source, stages, low_band, |codes, samples_in| {
         bar.set_position(samples_in / u64::from(config.sample_rate));
         Ok(writer.write(codes)?)
     })?;
@@ -119,16 +130,20 @@ pub fn encode_to<B: Backend, W: Write + Seek>(
     })
 }
 
-/// Runs all of `source` through a streaming encoder in [`BATCH_SAMPLES`] pieces, handing
+/// Runs all of `source` through a streaming encoder (with the low band, if given) in [`BATCH_SAMPLES`] pieces, handing
 /// each piece's codes (and the samples consumed so far) to `emit`; returns the number of
 /// samples encoded. An input without samples is an error.
 pub fn encode_source<B: Backend>(
     codec: &Codec<B>,
     source: &mut AudioSource,
     stages: usize,
+    low_band: Option<LowBand>,
     mut emit: impl FnMut(&Codes, u64) -> Result<()>,
 ) -> Result<u64> {
     let mut encoder = codec.stream_encoder(stages)?;
+    if let Some(layer) = low_band {
+        encoder = encoder.with_low_band(layer);
+    }
     let mut batch = Vec::with_capacity(BATCH_SAMPLES);
     while let Some(piece) = source.next_chunk()? {
         check_interrupt()?;

@@ -24,6 +24,11 @@ pub struct EvalArgs {
     /// Bitrates to measure, comma-separated (rounded to whole quantizer stages).
     #[arg(long, value_delimiter = ',', default_values_t = [1.5, 3.0, 6.0])]
     kbps: Vec<f64>,
+    /// Low-band codes per frame to add at each bitrate, comma-separated (0: none; see
+    /// `encode --low-band`): `--kbps 1.5 --low-band 0,3` measures 1.5 kbps alone and with
+    /// 1.5 kbps of low band.
+    #[arg(long, value_delimiter = ',', default_values_t = [0])]
+    low_band: Vec<usize>,
     /// Also run these codecs on the same clips: Opus at 6, 9 and 12 kbps, Codec2 at 1600 and 3200 bps.
     #[arg(long, value_delimiter = ',', value_enum)]
     compare: Vec<Other>,
@@ -149,9 +154,21 @@ pub fn run<B: Backend>(args: &EvalArgs, global: &Global, device: B::Device) -> R
     if files.is_empty() {
         bail!("no audio files to evaluate");
     }
-    let stages: Vec<usize> = args.kbps.iter().map(|&k| codec.stages_for_kbps(k)).collect::<tokenwave::Result<_>>()?;
-    let mut systems: Vec<String> =
-        stages.iter().map(|&s| format!("tokenwave {} kbps", codec.config().bitrate(s) / 1000.0)).collect();
+    let mut layers = Vec::new();
+    for &k in &args.kbps {
+        let stages = codec.stages_for_kbps(k)?;
+        for &digits in &args.low_band {
+            layers.push((stages, if digits == 0 { None } else { Some(codec.low_band(digits)?) }));
+        }
+    }
+    let kbps_of = |codes: usize| codec.config().bitrate(codes) / 1000.0;
+    let mut systems: Vec<String> = layers
+        .iter()
+        .map(|(stages, low_band)| match low_band {
+            None => format!("tokenwave {} kbps", kbps_of(*stages)),
+            Some(layer) => format!("tokenwave {} kbps + low band {}", kbps_of(*stages), kbps_of(layer.digits())),
+        })
+        .collect();
     if args.compare.contains(&Other::Opus) {
         systems.extend([6, 9, 12].map(|k| format!("opus {k} kbps")));
     }
@@ -173,18 +190,20 @@ pub fn run<B: Backend>(args: &EvalArgs, global: &Global, device: B::Device) -> R
         let mut clip_codes = Vec::new();
         let mut rows = Vec::new();
         let scored: Result<()> = (|| {
-            for &s in &stages {
+            for &(stages, low_band) in &layers {
                 let started = Instant::now();
-                let codes = codec.encode(&reference, s)?;
-                let decoded = codec.decode(&codes)?;
+                let codes = codec.encode_layers(&reference, stages, low_band)?;
+                let decoded = codec.decode_layers(&codes, low_band)?;
                 let rtf = started.elapsed().as_secs_f64() / seconds;
-                let kbps = container_bytes(&codec, &codes, reference.len() as u64)? as f64 * 8.0 / seconds / 1000.0;
+                let low_band_codes = low_band.map_or(0, |layer| layer.digits());
+                let bytes = container_bytes(&codec, &codes, low_band_codes, reference.len() as u64)?;
+                let kbps = bytes as f64 * 8.0 / seconds / 1000.0;
                 // No alignment: see `align`.
                 results.push(Scores::measure(&reference, &decoded[..reference.len()], &mel, kbps, rtf)?);
                 if plot_rows.is_empty() && args.plot.is_some() {
                     rows.push((format!("tokenwave {kbps:.1} kbps"), decoded[..reference.len()].to_vec()));
                 }
-                clip_codes.push(codes);
+                clip_codes.push(codes.truncate_stages(stages));
             }
             if args.compare.contains(&Other::Opus) {
                 for kbps in [6, 9, 12] {
@@ -216,7 +235,7 @@ pub fn run<B: Backend>(args: &EvalArgs, global: &Global, device: B::Device) -> R
         if !global.quiet && !global.json {
             eprintln!("{} ({seconds:.1} s):", file.display());
             for (name, s) in systems.iter().zip(&results) {
-                eprintln!("  {name:<22} {}", row(s));
+                eprintln!("  {name:<36} {}", row(s));
             }
         }
         clips.push(json!({
@@ -238,12 +257,12 @@ pub fn run<B: Backend>(args: &EvalArgs, global: &Global, device: B::Device) -> R
     }
     let utilization: Vec<f64> = used
         .iter()
-        .take(stages.iter().copied().max().unwrap_or(0))
+        .take(layers.iter().map(|(stages, _)| *stages).max().unwrap_or(0))
         .map(|u| u.iter().filter(|&&x| x).count() as f64 / u.len() as f64)
         .collect();
     let means: Vec<Scores> = per_system.iter().map(|all| Scores::mean(all)).collect();
     let mut table = format!(
-        "mean over {} clips ({} skipped):\n  {:<22} {:>7} {:>6} {:>6} {:>8} {:>8} {:>7}\n",
+        "mean over {} clips ({} skipped):\n  {:<36} {:>7} {:>6} {:>6} {:>8} {:>8} {:>7}\n",
         clips.len(),
         skipped.len(),
         "system",
@@ -255,7 +274,7 @@ pub fn run<B: Backend>(args: &EvalArgs, global: &Global, device: B::Device) -> R
         "RTF"
     );
     for (name, s) in systems.iter().zip(&means) {
-        table.push_str(&format!("  {name:<22} {}\n", row(s)));
+        table.push_str(&format!("  {name:<36} {}\n", row(s)));
     }
     table.push_str(&format!(
         "codebook utilization over all clips (share of codes used), stage 1..{}: {}",
@@ -294,13 +313,14 @@ fn load(path: &Path, rate: u32, max_seconds: f64) -> Result<Vec<f32>> {
 }
 
 /// Size of the codes as a `.tkw` file: the real bitrate includes the container.
-fn container_bytes<B: Backend>(codec: &Codec<B>, codes: &Codes, samples: u64) -> Result<usize> {
+fn container_bytes<B: Backend>(codec: &Codec<B>, codes: &Codes, low_band: usize, samples: u64) -> Result<usize> {
     let config = codec.config();
     let header = Header {
         model_id: codec.model_id().0,
         sample_rate: config.sample_rate,
         hop: config.hop() as u32,
-        stages: codes.stages() as u8,
+        stages: (codes.stages() - low_band) as u8,
+        low_band: low_band as u8,
         bits_per_code: config.bits_per_code() as u8,
         source_rate: config.sample_rate,
         original_samples: Some(samples),

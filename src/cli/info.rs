@@ -34,7 +34,7 @@ pub fn run(args: &InfoArgs, global: &Global) -> Result<()> {
     let seconds = samples as f64 / f64::from(header.sample_rate);
     let bytes = reader.bytes();
     let frame_rate = f64::from(header.sample_rate) / f64::from(header.hop);
-    let nominal_kbps = frame_rate * f64::from(header.stages) * f64::from(header.bits_per_code) / 1000.0;
+    let nominal_kbps = frame_rate * header.codes_per_frame() as f64 * f64::from(header.bits_per_code) / 1000.0;
     let real_kbps = if seconds > 0.0 { bytes as f64 * 8.0 / seconds / 1000.0 } else { 0.0 };
     let model_id = ModelId(header.model_id);
     let loaded = load_weights(global).map(|w| w.id() == model_id).unwrap_or(false);
@@ -44,7 +44,7 @@ pub fn run(args: &InfoArgs, global: &Global) -> Result<()> {
             json!({
                 "file": args.input, "model_id": model_id.to_string(), "matches_loaded_model": loaded,
                 "sample_rate": header.sample_rate, "hop": header.hop, "frame_rate": frame_rate,
-                "stages": header.stages, "bits_per_code": header.bits_per_code,
+                "stages": header.stages, "low_band": header.low_band, "bits_per_code": header.bits_per_code,
                 "source_rate": header.source_rate, "samples": samples, "seconds": seconds,
                 "frames": reader.frames(), "chunks": chunks, "damaged_chunks": damaged, "bytes": bytes,
                 "nominal_kbps": nominal_kbps, "real_kbps": real_kbps,
@@ -58,7 +58,14 @@ pub fn run(args: &InfoArgs, global: &Global) -> Result<()> {
             header.sample_rate, header.source_rate, seconds
         );
         println!("frames:      {} of {} samples ({frame_rate} frames/s)", reader.frames(), header.hop);
-        println!("codes:       {} stages x {} bits = {nominal_kbps:.3} kbps", header.stages, header.bits_per_code);
+        let low_band = match header.low_band {
+            0 => String::new(),
+            n => format!(" + {n} low-band"),
+        };
+        println!(
+            "codes:       {} stages{low_band} x {} bits = {nominal_kbps:.3} kbps",
+            header.stages, header.bits_per_code
+        );
         println!("size:        {bytes} bytes in {chunks} chunks ({damaged} damaged)");
         println!("real rate:   {real_kbps:.3} kbps including the container");
     }

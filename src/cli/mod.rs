@@ -27,6 +27,7 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::backend::Backend;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use tokenwave::lowband::LowBand;
 use tokenwave::{Codec, Weights};
 
 /// Set by the Ctrl-C handler; long loops check it and stop cleanly.
@@ -248,6 +249,27 @@ pub struct RateArgs {
     /// Number of quantizer stages (codebooks) to use.
     #[arg(long, value_name = "N")]
     pub codebooks: Option<usize>,
+}
+
+/// The optional low-band layer of file coding (`encode`, `roundtrip`, `eval`).
+#[derive(Args)]
+pub struct LowBandArgs {
+    /// Also code the band below 400-800 Hz as a waveform, in N more codes per frame (2 to
+    /// 8, 0.5 kbps each with the default model): the voice's fundamental and first
+    /// harmonics at their own pitch and phase, which the neural decoder alone misses.
+    /// Costs 20 ms of latency. 0: off
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub low_band: usize,
+}
+
+impl LowBandArgs {
+    /// The layer asked for, if any.
+    pub fn layer<B: Backend>(&self, codec: &Codec<B>) -> Result<Option<LowBand>> {
+        Ok(match self.low_band {
+            0 => None,
+            digits => Some(codec.low_band(digits)?),
+        })
+    }
 }
 
 /// Default bitrate: 6 stages, 3 kbps with the default model.

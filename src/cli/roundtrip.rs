@@ -12,7 +12,7 @@ use tokenwave::audio::AudioSource;
 use super::decode::decode_to;
 use super::encode::encode_to;
 use super::output::Output;
-use super::{Global, RateArgs, load_codec, progress, report};
+use super::{Global, LowBandArgs, RateArgs, load_codec, progress, report};
 
 #[derive(Args)]
 pub struct RoundtripArgs {
@@ -22,6 +22,8 @@ pub struct RoundtripArgs {
     output: PathBuf,
     #[command(flatten)]
     rate: RateArgs,
+    #[command(flatten)]
+    low_band: LowBandArgs,
     /// Sample rate of the output WAV (default: the model's rate).
     #[arg(long = "rate", value_name = "HZ")]
     out_rate: Option<u32>,
@@ -30,11 +32,12 @@ pub struct RoundtripArgs {
 pub fn run<B: Backend>(args: &RoundtripArgs, global: &Global, device: B::Device) -> Result<()> {
     let codec = load_codec::<B>(global, device)?;
     let stages = args.rate.stages(&codec)?;
+    let low_band = args.low_band.layer(&codec)?;
     let source = AudioSource::open(&args.input, codec.config().sample_rate)?;
     let mut output = Output::create(&args.output)?;
     let bar = progress(global, source.declared_seconds());
     let mut stream = Cursor::new(Vec::new());
-    let encoded = encode_to(&codec, source, stages, &mut stream, &bar)
+    let encoded = encode_to(&codec, source, stages, low_band, &mut stream, &bar)
         .with_context(|| format!("cannot encode {}", args.input.display()))?;
     stream.set_position(0);
     let out_rate = args.out_rate.unwrap_or(codec.config().sample_rate);
@@ -49,7 +52,8 @@ pub fn run<B: Backend>(args: &RoundtripArgs, global: &Global, device: B::Device)
         args.output.as_os_str() == "-",
         json!({
             "input": args.input, "output": args.output, "seconds": seconds, "stages": stages,
-            "source_rate": encoded.source_rate, "nominal_kbps": codec.config().bitrate(stages) / 1000.0,
+            "low_band": args.low_band.low_band, "source_rate": encoded.source_rate,
+            "nominal_kbps": codec.config().bitrate(stages + args.low_band.low_band) / 1000.0,
             "bytes": encoded.bytes, "real_kbps": encoded.real_kbps(rate),
             "encode_rtf": enc_rtf, "decode_rtf": dec_rtf, "rtf": enc_rtf + dec_rtf,
         }),

@@ -10,6 +10,7 @@ pub use stream::{StreamDecoder, StreamEncoder};
 
 use crate::codes::Codes;
 use crate::error::{Error, Result};
+use crate::lowband::LowBand;
 use crate::model::rvq::QuantizerTables;
 use crate::model::{Model, ModelConfig, ModelId, Weights};
 
@@ -79,10 +80,23 @@ impl<B: Backend> Codec<B> {
         StreamDecoder::new(self.model.clone(), self.quantizer.clone(), &self.config, self.device.clone())
     }
 
+    /// The low-band layer ([`crate::lowband`]) of `digits` codes per frame for this model.
+    pub fn low_band(&self, digits: usize) -> Result<LowBand> {
+        LowBand::new(digits, self.config.bits_per_code(), self.config.hop(), self.config.sample_rate)
+    }
+
     /// Encodes a whole signal at the model rate (the last frame padded with silence).
     pub fn encode(&self, samples: &[f32], stages: usize) -> Result<Codes> {
+        self.encode_layers(samples, stages, None)
+    }
+
+    /// Encodes a whole signal with `stages` neural stages and, if given, the low band.
+    pub fn encode_layers(&self, samples: &[f32], stages: usize, low_band: Option<LowBand>) -> Result<Codes> {
         let mut encoder = self.stream_encoder(stages)?;
-        let mut codes = Codes::empty(stages);
+        if let Some(layer) = low_band {
+            encoder = encoder.with_low_band(layer);
+        }
+        let mut codes = Codes::empty(encoder.codes_per_frame());
         for piece in samples.chunks(OFFLINE_CHUNK_FRAMES * self.config.hop()) {
             codes.extend(&encoder.push(piece)?)?;
         }
@@ -92,7 +106,16 @@ impl<B: Backend> Codec<B> {
 
     /// Decodes whole codes to `frames * hop` samples at the model rate.
     pub fn decode(&self, codes: &Codes) -> Result<Vec<f32>> {
+        self.decode_layers(codes, None)
+    }
+
+    /// Decodes whole codes whose last columns are `low_band`'s, if given: `frames * hop`
+    /// samples, one hop fewer with the low band (its encoder added that frame).
+    pub fn decode_layers(&self, codes: &Codes, low_band: Option<LowBand>) -> Result<Vec<f32>> {
         let mut decoder = self.stream_decoder();
+        if let Some(layer) = low_band {
+            decoder = decoder.with_low_band(layer);
+        }
         let mut samples = Vec::with_capacity(codes.frames() * self.config.hop());
         for start in (0..codes.frames()).step_by(OFFLINE_CHUNK_FRAMES) {
             let count = OFFLINE_CHUNK_FRAMES.min(codes.frames() - start);

@@ -86,7 +86,7 @@ impl From<LayoutArg> for Layout {
 pub fn tokenize<B: Backend>(codec: &Codec<B>, path: &Path, stages: usize, layout: Layout) -> Result<Tokens> {
     let mut source = AudioSource::open(path, codec.config().sample_rate)?;
     let mut codes = Codes::empty(stages);
-    let samples = encode_source(codec, &mut source, stages, |piece, _| Ok(codes.extend(piece)?))?;
+    let samples = encode_source(codec, &mut source, stages, None, |piece, _| Ok(codes.extend(piece)?))?;
     let meta = TokenMeta::new(codec.config(), codec.model_id(), stages, layout, Some(samples));
     Ok(Tokens { meta, codes })
 }
