@@ -140,7 +140,7 @@ pub struct TrainOptions {
     pub adversarial_weight: f64,
     /// Seed for a new run.
     pub seed: u64,
-    /// A stage count to train more often (see [`draw_stages`]): the rate that matters most
+    /// A stage count to train more often (see `draw_stages`): the rate that matters most
     /// to the run's users. `None`: full depth on half the steps, any depth on the rest.
     pub focus_stages: Option<usize>,
     /// Minutes between checkpoints.
