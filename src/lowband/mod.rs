@@ -80,21 +80,26 @@ impl LowBand {
         self.pulses
     }
 
+    /// The counts that number this layer's PVQ vectors.
+    fn pyramid(&self) -> Pyramid {
+        Pyramid::new(self.bins, self.pulses)
+    }
+
     /// Quantizes one frame's low MDCT coefficients to `digits` codes.
-    fn quantize(&self, coefficients: &[f32]) -> Vec<u16> {
+    fn quantize(&self, coefficients: &[f32], pyramid: &Pyramid) -> Vec<u16> {
         let norm = coefficients.iter().map(|&c| f64::from(c) * f64::from(c)).sum::<f64>().sqrt();
         let gain_index =
             if norm > 0.0 { ((norm.log2() - GAIN_FLOOR_LOG2) / GAIN_STEP_LOG2).round() as i64 + 1 } else { 0 };
         let gain_index = gain_index.clamp(0, (1 << GAIN_BITS) - 1) as u128;
         let shape = if gain_index == 0 { vec![0; self.bins] } else { pvq_search(coefficients, self.pulses) };
         let shape = if shape.iter().all(|&v| v == 0) { first_pulses(self.bins, self.pulses) } else { shape };
-        let value = gain_index * pyramid_size(self.bins, self.pulses) + pvq_index(&shape);
+        let value = gain_index * pyramid.size(self.bins, self.pulses) + pvq_index(&shape, pyramid);
         let mask = (1u128 << self.bits_per_digit) - 1;
         (0..self.digits).map(|i| ((value >> (i as u32 * self.bits_per_digit)) & mask) as u16).collect()
     }
 
     /// The coefficients `digits` stand for; an error if they are not a value `quantize` makes.
-    fn dequantize(&self, digits: &[u16]) -> Result<Vec<f32>> {
+    fn dequantize(&self, digits: &[u16], pyramid: &Pyramid) -> Result<Vec<f32>> {
         let damaged = || Error::Format(format!("low-band codes {digits:?} are out of range: the stream is damaged"));
         if digits.len() != self.digits || digits.iter().any(|&d| u32::from(d) >> self.bits_per_digit != 0) {
             return Err(damaged());
@@ -103,7 +108,7 @@ impl LowBand {
             .iter()
             .enumerate()
             .fold(0u128, |acc, (i, &d)| acc | (u128::from(d) << (i as u32 * self.bits_per_digit)));
-        let size = pyramid_size(self.bins, self.pulses);
+        let size = pyramid.size(self.bins, self.pulses);
         let gain_index = value / size;
         if gain_index >= 1 << GAIN_BITS {
             return Err(damaged());
@@ -111,7 +116,7 @@ impl LowBand {
         if gain_index == 0 {
             return Ok(vec![0.0; self.bins]);
         }
-        let shape = pvq_vector(value % size, self.bins, self.pulses);
+        let shape = pvq_vector(value % size, self.bins, self.pulses, pyramid);
         let norm = shape.iter().map(|&v| f64::from(v * v)).sum::<f64>().sqrt();
         let gain = (GAIN_FLOOR_LOG2 + (gain_index - 1) as f64 * GAIN_STEP_LOG2).exp2();
         Ok(shape.iter().map(|&v| (gain * f64::from(v) / norm) as f32).collect())
@@ -161,19 +166,12 @@ impl Mdct {
         frame.iter_mut().zip(&self.window).for_each(|(s, w)| *s *= w * scale);
         frame
     }
-
-    /// The signal's own band below the cut, for the hop that two frames complete: frames
-    /// `[previous, current]` and `[current, next]` overlap on `current`.
-    fn band_of(&self, frame_before: &[f32], frame_after: &[f32]) -> Vec<f32> {
-        let first = self.synthesise(&self.analyse(frame_before));
-        let second = self.synthesise(&self.analyse(frame_after));
-        first[self.hop..].iter().zip(&second[..self.hop]).map(|(a, b)| a + b).collect()
-    }
 }
 
 /// Streaming low-band encoder: one frame of digits per hop of input.
 pub struct LowBandEncoder {
     layer: LowBand,
+    pyramid: Pyramid,
     mdct: Mdct,
     /// The last hop of input (the first half of the next MDCT frame).
     previous: Vec<f32>,
@@ -182,7 +180,7 @@ pub struct LowBandEncoder {
 impl LowBandEncoder {
     /// A new encoder; the signal is taken to start after silence.
     pub fn new(layer: LowBand, hop: usize) -> Self {
-        Self { layer, mdct: Mdct::new(hop, layer.bins), previous: vec![0.0; hop] }
+        Self { layer, pyramid: layer.pyramid(), mdct: Mdct::new(hop, layer.bins), previous: vec![0.0; hop] }
     }
 
     /// Codes per frame.
@@ -194,7 +192,7 @@ impl LowBandEncoder {
     pub fn push_hop(&mut self, hop: &[f32]) -> Vec<u16> {
         let mut frame = std::mem::replace(&mut self.previous, hop.to_vec());
         frame.extend_from_slice(hop);
-        self.layer.quantize(&self.mdct.analyse(&frame))
+        self.layer.quantize(&self.mdct.analyse(&frame), &self.pyramid)
     }
 }
 
@@ -202,13 +200,15 @@ impl LowBandEncoder {
 /// one hop behind it.
 pub struct LowBandDecoder {
     layer: LowBand,
+    pyramid: Pyramid,
     mdct: Mdct,
     /// Second half of the last coded frame, waiting for the next frame's first half.
     coded_tail: Vec<f32>,
     /// The neural output's last two hops (the MDCT frame that ends with the newest).
     neural: Vec<f32>,
-    /// The neural output's frame before that, to take its own band out.
-    neural_before: Vec<f32>,
+    /// The neural output's own band in its last frame, windowed: its second half
+    /// completes the next hop's.
+    own_band: Vec<f32>,
 }
 
 impl LowBandDecoder {
@@ -216,10 +216,11 @@ impl LowBandDecoder {
     pub fn new(layer: LowBand, hop: usize) -> Self {
         Self {
             layer,
+            pyramid: layer.pyramid(),
             mdct: Mdct::new(hop, layer.bins),
             coded_tail: vec![0.0; hop],
             neural: vec![0.0; 2 * hop],
-            neural_before: vec![0.0; 2 * hop],
+            own_band: vec![0.0; 2 * hop],
         }
     }
 
@@ -232,13 +233,34 @@ impl LowBandDecoder {
     /// hop before it, with the coded band in place of the neural one.
     pub fn push_hop(&mut self, digits: &[u16], neural_hop: &[f32]) -> Result<Vec<f32>> {
         let hop = self.mdct.hop;
-        let coded = self.mdct.synthesise(&self.layer.dequantize(digits)?);
+        let coded = self.mdct.synthesise(&self.layer.dequantize(digits, &self.pyramid)?);
         let band: Vec<f32> = self.coded_tail.iter().zip(&coded[..hop]).map(|(a, b)| a + b).collect();
         self.coded_tail = coded[hop..].to_vec();
-        self.neural_before = std::mem::take(&mut self.neural);
-        self.neural = [&self.neural_before[hop..], neural_hop].concat();
-        let own_band = self.mdct.band_of(&self.neural_before, &self.neural);
-        Ok(self.neural_before[hop..].iter().zip(own_band.iter().zip(&band)).map(|(y, (o, b))| y - o + b).collect())
+        let previous = std::mem::take(&mut self.neural);
+        self.neural = [&previous[hop..], neural_hop].concat();
+        let own_band = self.mdct.synthesise(&self.mdct.analyse(&self.neural));
+        let own: Vec<f32> = self.own_band[hop..].iter().zip(&own_band[..hop]).map(|(a, b)| a + b).collect();
+        self.own_band = own_band;
+        Ok(previous[hop..].iter().zip(own.iter().zip(&band)).map(|(y, (o, b))| y - o + b).collect())
+    }
+}
+
+/// [`pyramid_size`] for every dimension and pulse count up to a layer's, counted once: the
+/// index arithmetic asks for them thousands of times a frame.
+struct Pyramid {
+    pulses: usize,
+    /// `sizes[n * (pulses + 1) + k]` = `pyramid_size(n, k)`.
+    sizes: Vec<u128>,
+}
+
+impl Pyramid {
+    fn new(dimensions: usize, pulses: usize) -> Self {
+        let sizes = (0..=dimensions).flat_map(|n| (0..=pulses).map(move |k| pyramid_size(n, k))).collect();
+        Self { pulses, sizes }
+    }
+
+    fn size(&self, n: usize, k: usize) -> u128 {
+        self.sizes[n * (self.pulses + 1) + k]
     }
 }
 
@@ -289,17 +311,17 @@ fn pvq_search(x: &[f32], k: usize) -> Vec<i32> {
 
 /// Index of `shape` among the vectors of its pyramid: values at each position ordered
 /// 0, +1, −1, +2, −2, … and every completion of the rest counted.
-fn pvq_index(shape: &[i32]) -> u128 {
+fn pvq_index(shape: &[i32], pyramid: &Pyramid) -> u128 {
     let mut left = shape.iter().map(|v| v.unsigned_abs() as usize).sum::<usize>();
     let mut index = 0u128;
     for (i, &value) in shape.iter().enumerate() {
         let rest = shape.len() - i - 1;
         let a = value.unsigned_abs() as usize;
         for smaller in 0..a {
-            index += pyramid_size(rest, left - smaller) * if smaller == 0 { 1 } else { 2 };
+            index += pyramid.size(rest, left - smaller) * if smaller == 0 { 1 } else { 2 };
         }
         if value < 0 {
-            index += pyramid_size(rest, left - a);
+            index += pyramid.size(rest, left - a);
         }
         left -= a;
     }
@@ -307,7 +329,7 @@ fn pvq_index(shape: &[i32]) -> u128 {
 }
 
 /// The vector of `n` dimensions and `k` pulses at `index` (the inverse of [`pvq_index`]).
-fn pvq_vector(mut index: u128, n: usize, k: usize) -> Vec<i32> {
+fn pvq_vector(mut index: u128, n: usize, k: usize, pyramid: &Pyramid) -> Vec<i32> {
     let mut left = k;
     let mut shape = Vec::with_capacity(n);
     for i in 0..n {
@@ -315,7 +337,7 @@ fn pvq_vector(mut index: u128, n: usize, k: usize) -> Vec<i32> {
         let mut a = 0;
         loop {
             let signs = if a == 0 { 1 } else { 2 };
-            let count = pyramid_size(rest, left - a);
+            let count = pyramid.size(rest, left - a);
             if index < count * signs {
                 let negative = a > 0 && index >= count;
                 if negative {
@@ -356,11 +378,12 @@ mod tests {
     #[test]
     fn every_index_of_a_small_pyramid_round_trips() {
         let (n, k) = (4, 3);
+        let pyramid = Pyramid::new(n, k);
         let size = pyramid_size(n, k);
         for index in 0..size {
-            let shape = pvq_vector(index, n, k);
+            let shape = pvq_vector(index, n, k, &pyramid);
             assert_eq!(shape.iter().map(|v| v.unsigned_abs() as usize).sum::<usize>(), k, "index {index}");
-            assert_eq!(pvq_index(&shape), index);
+            assert_eq!(pvq_index(&shape, &pyramid), index);
         }
     }
 
@@ -370,7 +393,9 @@ mod tests {
         let shape = pvq_search(&x, 7);
         assert_eq!(shape.iter().map(|v| v.unsigned_abs()).sum::<u32>(), 7);
         assert!(shape[0] > 0 && shape[1] <= 0 && shape[4] < 0, "{shape:?}");
-        assert_eq!(pvq_index(&pvq_vector(pvq_index(&shape), 5, 7)), pvq_index(&shape));
+        let pyramid = Pyramid::new(5, 7);
+        let index = pvq_index(&shape, &pyramid);
+        assert_eq!(pvq_index(&pvq_vector(index, 5, 7, &pyramid), &pyramid), index);
     }
 
     #[test]
@@ -386,16 +411,17 @@ mod tests {
                     _ => ((i * 7 % 5) as f32 - 2.0) * 0.2,
                 })
                 .collect();
-            let codes = layer.quantize(&x);
+            let pyramid = layer.pyramid();
+            let codes = layer.quantize(&x, &pyramid);
             assert_eq!(codes.len(), digits);
             assert!(codes.iter().all(|&c| c < 1024));
-            let back = layer.dequantize(&codes).unwrap();
+            let back = layer.dequantize(&codes, &pyramid).unwrap();
             let cosine = x.iter().zip(&back).map(|(a, b)| a * b).sum::<f32>()
                 / (x.iter().map(|a| a * a).sum::<f32>().sqrt() * back.iter().map(|b| b * b).sum::<f32>().sqrt());
             assert!(cosine > 0.8, "{digits} digits: cosine {cosine}");
         }
         let layer = LowBand::new(3, 10, HOP, 16_000).unwrap();
-        assert!(layer.dequantize(&[1023, 1023, 1023]).is_err());
+        assert!(layer.dequantize(&[1023, 1023, 1023], &layer.pyramid()).is_err());
         assert!(LowBand::new(1, 10, HOP, 16_000).is_err() && LowBand::new(9, 10, HOP, 16_000).is_err());
     }
 
