@@ -16,6 +16,18 @@
 //! the cut out with the same transform and puts the coded band in its place; both are exact
 //! complements, so nothing is lost or doubled at the crossover. The price is one hop of
 //! latency: a frame's MDCT overlaps the next one.
+//!
+//! ```
+//! use tokenwave::{Codec, CpuBackend, Weights};
+//! let codec = Codec::<CpuBackend>::new(&Weights::embedded()?, Default::default())?;
+//! let samples: Vec<f32> = (0..8000).map(|n| 0.3 * (n as f32 * 0.05).sin()).collect(); // 127 Hz
+//! let low_band = codec.low_band(7)?; // 3.5 kbps: the band below 700 Hz
+//! let codes = codec.encode_layers(&samples, 5, Some(low_band))?; // + 2.5 kbps of neural codes
+//! assert_eq!(codes.stages(), 5 + 7);
+//! let decoded = codec.decode_layers(&codes, Some(low_band))?;
+//! assert!(decoded.len() >= samples.len());
+//! # Ok::<(), tokenwave::Error>(())
+//! ```
 
 use crate::error::{Error, Result};
 
