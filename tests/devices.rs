@@ -183,6 +183,22 @@ fn live_carries_the_microphone_to_the_speaker() {
 }
 
 #[test]
+fn live_with_the_low_band_carries_the_microphone_to_the_speaker() {
+    if !devices_available() {
+        return;
+    }
+    let _devices = DEVICES.lock().unwrap_or_else(|e| e.into_inner());
+    let args = ["live", "--seconds", "8", "--kbps", "2.5", "--low-band", "7", "--json"];
+    let (live, lag, correlation) = through_the_devices(&args);
+    assert!(live.status.success(), "{}", String::from_utf8_lossy(&live.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&live.stdout).unwrap();
+    eprintln!("live, low band: mic-to-speaker latency {lag} ms, envelope correlation {correlation:.3}, {summary}");
+    assert!(correlation > 0.8, "envelope correlation {correlation}");
+    assert!(summary["frames"].as_u64().unwrap() > 350, "{summary}");
+    assert_eq!((summary["low_band"].as_u64(), summary["kbps"].as_f64()), (Some(7), Some(6.0)), "{summary}");
+}
+
+#[test]
 fn send_and_receive_carry_the_microphone_to_the_speaker_over_loopback() {
     if !devices_available() {
         return;

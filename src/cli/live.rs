@@ -12,12 +12,14 @@ use clap::Args;
 use serde_json::json;
 use tokenwave::audio::{Latency, Microphone, Speaker};
 
-use super::{Global, RateArgs, interrupted, load_codec, report};
+use super::{Global, LowBandArgs, RateArgs, interrupted, load_codec, report};
 
 #[derive(Args)]
 pub struct LiveArgs {
     #[command(flatten)]
     rate: RateArgs,
+    #[command(flatten)]
+    low_band: LowBandArgs,
     /// Input device (default: the system's; `tokenwave devices` lists them).
     #[arg(long, value_name = "NAME")]
     input_device: Option<String>,
@@ -45,6 +47,13 @@ pub fn run<B: Backend>(args: &LiveArgs, global: &Global, device: B::Device) -> R
     let hop = codec.config().hop();
     let mut encoder = codec.stream_encoder(stages)?;
     let mut decoder = codec.stream_decoder();
+    // A frame waits a hop for its samples; the low band holds its output back one hop more.
+    let mut lookahead_hops = 1;
+    if let Some(layer) = args.low_band.layer(&codec)? {
+        encoder = encoder.with_low_band(layer);
+        decoder = decoder.with_low_band(layer);
+        lookahead_hops = 2;
+    }
     let mut speaker = Speaker::open(args.output_device.as_deref(), rate, Latency::Live)?;
     let mut microphone = Microphone::open(args.input_device.as_deref(), rate)?;
     speaker.play(&vec![0.0; (PREROLL_SECONDS * f64::from(rate)) as usize])?;
@@ -77,12 +86,12 @@ pub fn run<B: Backend>(args: &LiveArgs, global: &Global, device: B::Device) -> R
         }
         if window_start.elapsed() >= Duration::from_secs(1) && !global.quiet && !global.json {
             let latency = (pending.len() as f64 / f64::from(rate) + speaker.queued_seconds()) * 1000.0
-                + hop as f64 / f64::from(rate) * 1000.0
+                + (hop * lookahead_hops) as f64 / f64::from(rate) * 1000.0
                 + worst_compute.as_secs_f64() * 1000.0;
             eprintln!(
                 "live {:>5.0} s | latency ~{latency:.0} ms + device buffers | {:.1} kbps | model thread {:.0}% of a core | underruns {} overruns {} xruns {} | {:.0} ms dropped to keep latency",
                 started.elapsed().as_secs_f64(),
-                codec.config().bitrate(stages) / 1000.0,
+                codec.config().bitrate(encoder.codes_per_frame()) / 1000.0,
                 window_busy.as_secs_f64() / window_start.elapsed().as_secs_f64() * 100.0,
                 speaker.underruns(),
                 microphone.overruns(),
@@ -101,7 +110,8 @@ pub fn run<B: Backend>(args: &LiveArgs, global: &Global, device: B::Device) -> R
         global,
         false,
         json!({
-            "seconds": seconds, "frames": frames, "stages": stages, "kbps": codec.config().bitrate(stages) / 1000.0,
+            "seconds": seconds, "frames": frames, "stages": stages,
+            "low_band": args.low_band.low_band, "kbps": codec.config().bitrate(encoder.codes_per_frame()) / 1000.0,
             "model_cpu_share": model_busy.as_secs_f64() / seconds, "underruns": speaker.underruns(),
             "overruns": microphone.overruns(), "xruns": speaker.xruns() + microphone.xruns(),
             "dropped_ms": dropped as f64 / f64::from(rate) * 1000.0,

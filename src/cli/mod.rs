@@ -251,7 +251,7 @@ pub struct RateArgs {
     pub codebooks: Option<usize>,
 }
 
-/// The optional low-band layer of file coding (`encode`, `roundtrip`, `eval`).
+/// The optional low-band layer (`encode`, `roundtrip`, `eval`, `live`).
 #[derive(Args)]
 pub struct LowBandArgs {
     /// Also code the band below 400-800 Hz as a waveform, in N more codes per frame (2 to
