@@ -140,10 +140,7 @@ pub fn encode_source<B: Backend>(
     low_band: Option<LowBand>,
     mut emit: impl FnMut(&Codes, u64) -> Result<()>,
 ) -> Result<u64> {
-    let mut encoder = codec.stream_encoder(stages)?;
-    if let Some(layer) = low_band {
-        encoder = encoder.with_low_band(layer);
-    }
+    let mut encoder = codec.layered_stream_encoder(stages, low_band)?;
     let mut batch = Vec::with_capacity(BATCH_SAMPLES);
     while let Some(piece) = source.next_chunk()? {
         check_interrupt()?;

@@ -45,15 +45,11 @@ pub fn run<B: Backend>(args: &LiveArgs, global: &Global, device: B::Device) -> R
     let stages = args.rate.stages(&codec)?;
     let rate = codec.config().sample_rate;
     let hop = codec.config().hop();
-    let mut encoder = codec.stream_encoder(stages)?;
-    let mut decoder = codec.stream_decoder();
+    let low_band = args.low_band.layer(&codec)?;
+    let mut encoder = codec.layered_stream_encoder(stages, low_band)?;
+    let mut decoder = codec.layered_stream_decoder(low_band);
     // A frame waits a hop for its samples; the low band holds its output back one hop more.
-    let mut lookahead_hops = 1;
-    if let Some(layer) = args.low_band.layer(&codec)? {
-        encoder = encoder.with_low_band(layer);
-        decoder = decoder.with_low_band(layer);
-        lookahead_hops = 2;
-    }
+    let lookahead_hops = if low_band.is_some() { 2 } else { 1 };
     let mut speaker = Speaker::open(args.output_device.as_deref(), rate, Latency::Live)?;
     let mut microphone = Microphone::open(args.input_device.as_deref(), rate)?;
     speaker.play(&vec![0.0; (PREROLL_SECONDS * f64::from(rate)) as usize])?;

@@ -80,6 +80,24 @@ impl<B: Backend> Codec<B> {
         StreamDecoder::new(self.model.clone(), self.quantizer.clone(), &self.config, self.device.clone())
     }
 
+    /// A streaming encoder emitting `stages` codes per frame, then the low band's if given.
+    pub fn layered_stream_encoder(&self, stages: usize, low_band: Option<LowBand>) -> Result<StreamEncoder<B>> {
+        let encoder = self.stream_encoder(stages)?;
+        Ok(match low_band {
+            Some(layer) => encoder.with_low_band(layer),
+            None => encoder,
+        })
+    }
+
+    /// A streaming decoder for codes whose last columns are `low_band`'s, if given.
+    pub fn layered_stream_decoder(&self, low_band: Option<LowBand>) -> StreamDecoder<B> {
+        let decoder = self.stream_decoder();
+        match low_band {
+            Some(layer) => decoder.with_low_band(layer),
+            None => decoder,
+        }
+    }
+
     /// The low-band layer ([`crate::lowband`]) of `digits` codes per frame for this model.
     pub fn low_band(&self, digits: usize) -> Result<LowBand> {
         LowBand::new(digits, self.config.bits_per_code(), self.config.hop(), self.config.sample_rate)
@@ -92,10 +110,7 @@ impl<B: Backend> Codec<B> {
 
     /// Encodes a whole signal with `stages` neural stages and, if given, the low band.
     pub fn encode_layers(&self, samples: &[f32], stages: usize, low_band: Option<LowBand>) -> Result<Codes> {
-        let mut encoder = self.stream_encoder(stages)?;
-        if let Some(layer) = low_band {
-            encoder = encoder.with_low_band(layer);
-        }
+        let mut encoder = self.layered_stream_encoder(stages, low_band)?;
         let mut codes = Codes::empty(encoder.codes_per_frame());
         for piece in samples.chunks(OFFLINE_CHUNK_FRAMES * self.config.hop()) {
             codes.extend(&encoder.push(piece)?)?;
@@ -112,10 +127,7 @@ impl<B: Backend> Codec<B> {
     /// Decodes whole codes whose last columns are `low_band`'s, if given: `frames * hop`
     /// samples, one hop fewer with the low band (its encoder added that frame).
     pub fn decode_layers(&self, codes: &Codes, low_band: Option<LowBand>) -> Result<Vec<f32>> {
-        let mut decoder = self.stream_decoder();
-        if let Some(layer) = low_band {
-            decoder = decoder.with_low_band(layer);
-        }
+        let mut decoder = self.layered_stream_decoder(low_band);
         let mut samples = Vec::with_capacity(codes.frames() * self.config.hop());
         for start in (0..codes.frames()).step_by(OFFLINE_CHUNK_FRAMES) {
             let count = OFFLINE_CHUNK_FRAMES.min(codes.frames() - start);
