@@ -6,7 +6,7 @@
 use std::io::Cursor;
 
 use tokenwave::audio::AudioSource;
-use tokenwave::bitstream::{Chunk, Header, TkwReader, TkwWriter};
+use tokenwave::bitstream::{Chunk, Header, TkwReader, TkwWriter, container};
 use tokenwave::{Codec, Codes, CpuBackend, Weights};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -20,6 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let codes = codec.encode(&samples, 6)?;
     let header = Header {
+        version: container::VERSION,
         model_id: codec.model_id().0,
         sample_rate: config.sample_rate,
         hop: config.hop() as u32,

@@ -16,8 +16,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let codec = Codec::<CpuBackend>::new(&Weights::embedded()?, Default::default())?;
     let rate = codec.config().sample_rate;
     let mut source = AudioSource::open(input, rate)?;
-    let mut encoder = codec.stream_encoder(6)?;
-    let mut decoder = codec.stream_decoder();
+    // 3 kbps, split as `tokenwave encode --kbps 3` splits it: neural stages and low band.
+    let layout = codec.layout_for_kbps(3.0, None)?;
+    let mut encoder = codec.layered_stream_encoder(layout.stages, layout.low_band)?;
+    let mut decoder = codec.layered_stream_decoder(layout.low_band);
     let mut sink = WavSink::new(std::fs::File::create(output)?, rate)?;
     let mut frames = 0;
     while let Some(piece) = source.next_chunk()? {
@@ -29,6 +31,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     sink.write(&decoder.push(&encoder.flush())?)?;
     sink.finish()?;
-    println!("{frames} frames of {} codes each", encoder.stages());
+    println!("{frames} frames of {} codes each ({layout})", encoder.codes_per_frame());
     Ok(())
 }

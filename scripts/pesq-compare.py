@@ -5,7 +5,8 @@ A check from outside our own metrics: `tokenwave eval` reports STOI, ESTOI and l
 and the training's intelligibility loss is built like STOI. Each clip is cut to 10 s and
 resampled to 16 kHz mono; then, against that reference (every sox call without dither, so
 runs repeat exactly):
-  tokenwave K       tokenwave roundtrip --kbps K (one line per --model and --kbps)
+  tokenwave K       tokenwave roundtrip --kbps K (one line per --model and --kbps);
+                    K+N adds --low-band N (N of K's codes per frame for the low band)
   opus K            opusenc --bitrate K, opusdec --rate 16000
   codec2 M          sox to 8 kHz raw, c2enc M, c2dec M, sox back to 16 kHz
   true-mag/random   the reference's own magnitudes (640-sample Hann frames, hop 320: the
@@ -89,7 +90,7 @@ def main():
     parser.add_argument("--tokenwave", required=True, help="the tokenwave binary")
     parser.add_argument("--model", action="append", required=True, help="weights; repeat to compare")
     parser.add_argument("--kbps", default="3", type=split,
-                        help="tokenwave rates, e.g. 1.5,3,6; 2.5+7 adds 7 low-band codes per frame (--low-band 7)")
+                        help="tokenwave rates, e.g. 1.5,3,6 (each with its ladder split); 6+7 is --kbps 6 --low-band 7")
     parser.add_argument("--opus", default="6,9,12", type=split, help="Opus rates (kbps); '' for none")
     parser.add_argument("--codec2", default="1600,3200", type=split, help="Codec2 modes; '' for none")
     parser.add_argument("--phase-bound", action="store_true", help="also each output's magnitudes, true phase")

@@ -3,9 +3,10 @@
 //! Data flows through the modules in this order:
 //! [`audio`] (decode any file to mono samples at the model rate) →
 //! [`model`] encoder → residual vector quantizer → [`Codes`] →
-//! [`bitstream`] (`.tkw` container) → decoder → [`audio`] (WAV). Optionally [`lowband`]
-//! codes the band below a few hundred hertz as a waveform beside the neural codes, in
-//! more columns of the same [`Codes`].
+//! [`bitstream`] (`.tkw` container) → decoder → [`audio`] (WAV). From 2.5 kbps up,
+//! [`lowband`] codes the band below a few hundred hertz as a waveform beside the neural
+//! codes, in more columns of the same [`Codes`]; [`Codec::layout_for_kbps`] says how a
+//! bitrate is split between them.
 //!
 //! ```no_run
 //! use tokenwave::{Codec, Weights, CpuBackend};

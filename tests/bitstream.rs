@@ -8,6 +8,7 @@ use tokenwave::bitstream::{Chunk, Header, TkwReader, TkwWriter, container};
 
 fn header(stages: u8) -> Header {
     Header {
+        version: container::VERSION,
         model_id: [7; 16],
         sample_rate: 16_000,
         hop: 320,

@@ -294,6 +294,26 @@ fn the_low_band_travels_in_the_file_and_decodes_to_the_input_length() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["low_band"].as_u64(), Some(4));
     assert!((report["nominal_kbps"].as_f64().unwrap() - 3.5).abs() < 1e-9, "{report}");
+    assert_eq!(info["version"].as_u64(), Some(2));
+}
+
+#[test]
+fn kbps_is_the_whole_bitrate_split_as_the_ladder_says_unless_told() {
+    let dir = TempDir::new().unwrap();
+    let input = "samples/speech_cs.wav";
+    let layout = |args: &[&str]| {
+        let out = tokenwave(&[&["encode", input, &path(&dir, "x.tkw"), "--json"], args].concat());
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let nominal = report["nominal_kbps"].as_f64().unwrap();
+        (report["stages"].as_u64().unwrap(), report["low_band"].as_u64().unwrap(), nominal)
+    };
+    assert_eq!(layout(&["--kbps", "1.5"]), (3, 0, 1.5));
+    assert_eq!(layout(&["--kbps", "6"]), (5, 7, 6.0));
+    assert_eq!(layout(&["--kbps", "6", "--low-band", "0"]), (12, 0, 6.0));
+    assert_eq!(layout(&["--kbps", "6", "--low-band", "4"]), (8, 4, 6.0));
+    assert_eq!(layout(&["--codebooks", "2", "--low-band", "3"]), (2, 3, 2.5));
+    assert_eq!(layout(&[]), (3, 3, 3.0), "the default: 3 kbps");
 }
 
 #[test]
@@ -314,7 +334,9 @@ fn bad_arguments_fail_cleanly() {
     let dir = TempDir::new().unwrap();
     let out_path = path(&dir, "o.tkw");
     let out = tokenwave(&["encode", "samples/speech_cs.wav", &out_path, "--kbps", "40"]);
-    assert_clean_failure(&out, "quantizer stages", &dir, &[]);
+    assert_clean_failure(&out, "more than this model codes", &dir, &[]);
+    let out = tokenwave(&["encode", "samples/speech_cs.wav", &out_path, "--kbps", "2", "--low-band", "4"]);
+    assert_clean_failure(&out, "leaves nothing for the neural stages", &dir, &[]);
     let out = tokenwave(&["encode", "samples/speech_cs.wav", &out_path, "--codebooks", "0"]);
     assert_clean_failure(&out, "quantizer stages", &dir, &[]);
     for digits in ["1", "9"] {

@@ -5,10 +5,11 @@ use std::io::Cursor;
 
 use proptest::prelude::*;
 use tokenwave::Codes;
-use tokenwave::bitstream::{Header, TkwReader, TkwWriter};
+use tokenwave::bitstream::{Header, TkwReader, TkwWriter, container};
 
 fn valid_stream(frames: usize, stages: u8, bits: u8) -> Vec<u8> {
     let header = Header {
+        version: container::VERSION,
         model_id: [1; 16],
         sample_rate: 16_000,
         hop: 320,

@@ -205,19 +205,24 @@ fn aligned_stoi(reference: &[f32], heard: &[f32]) -> (f64, i64, i64) {
 fn speech_crosses_a_lossy_relay_and_degrades_gracefully() {
     let dir = TempDir::new().unwrap();
     let key = key_file(&dir, "shared.key");
-    let reference_path = dir.path().join("reference.wav");
-    let tkw = dir.path().join("reference.tkw");
-    for args in [
-        vec!["encode", SPEECH, tkw.to_str().unwrap(), "--kbps", "3", "-q"],
-        vec!["decode", tkw.to_str().unwrap(), reference_path.to_str().unwrap(), "-q"],
-    ] {
-        assert!(tokenwave(&args).status.success());
-    }
-    let reference = pcm(&reference_path);
-    let runs: Vec<_> = [0.0, 0.1, 0.2]
+    // The same codes decoded from a file: without the low band, and with 3 of the 6 codes
+    // per frame given to it (the lossless run streams that).
+    let reference = |low_band: &str| {
+        let (tkw, wav) =
+            (dir.path().join(format!("reference{low_band}.tkw")), dir.path().join(format!("reference{low_band}.wav")));
+        for args in [
+            vec!["encode", SPEECH, tkw.to_str().unwrap(), "--kbps", "3", "--low-band", low_band, "-q"],
+            vec!["decode", tkw.to_str().unwrap(), wav.to_str().unwrap(), "-q"],
+        ] {
+            assert!(tokenwave(&args).status.success());
+        }
+        pcm(&wav)
+    };
+    let references = [reference("0"), reference("3")];
+    let runs: Vec<_> = [(0.0, "3"), (0.1, "0"), (0.2, "0")]
         .into_iter()
         .enumerate()
-        .map(|(i, loss)| {
+        .map(|(i, (loss, low_band))| {
             let (dir, key) = (dir.path().to_path_buf(), key.clone());
             std::thread::spawn(move || {
                 let heard = dir.join(format!("heard{i}.wav"));
@@ -235,6 +240,8 @@ fn speech_crosses_a_lossy_relay_and_degrades_gracefully() {
                     SPEECH,
                     "--kbps",
                     "3",
+                    "--low-band",
+                    low_band,
                     "--json",
                 ]);
                 let received = receiver.wait_with_output().unwrap();
@@ -243,18 +250,18 @@ fn speech_crosses_a_lossy_relay_and_degrades_gracefully() {
                 assert!(sent.status.success(), "send: {}", String::from_utf8_lossy(&sent.stderr));
                 assert!(received.status.success(), "receive: {stderr}");
                 let summary: serde_json::Value = serde_json::from_slice(&received.stdout).unwrap();
-                (loss, heard, summary, counts)
+                (loss, low_band, heard, summary, counts)
             })
         })
         .collect();
     let mut table = Vec::new();
     for run in runs {
-        let (loss, heard, summary, counts) = run.join().unwrap();
+        let (loss, low_band, heard, summary, counts) = run.join().unwrap();
         let heard = pcm(&heard);
-        let (score, first_lag, last_lag) = aligned_stoi(&reference, &heard);
+        let (score, first_lag, last_lag) = aligned_stoi(&references[usize::from(low_band != "0")], &heard);
         let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
         table.push(format!(
-            "loss {:>2.0}%: STOI {score:.3} (offset {first_lag}..{last_lag} samples), concealed {:.1}%, buffer delay {:.1} ms, heard {:.2} s, relay dropped {} of {}",
+            "loss {:>2.0}%, {low_band} low-band codes: STOI {score:.3} (offset {first_lag}..{last_lag} samples), concealed {:.1}%, buffer delay {:.1} ms, heard {:.2} s, relay dropped {} of {}",
             loss * 100.0,
             summary["concealed_share"].as_f64().unwrap() * 100.0,
             summary["mean_buffer_delay_ms"].as_f64().unwrap(),

@@ -9,8 +9,9 @@ use crate::error::{Error, Result};
 
 /// First four bytes of every `.tkw` stream.
 pub const MAGIC: [u8; 4] = *b"TKW1";
-/// The container version this code writes and reads.
-pub const VERSION: u8 = 1;
+/// The container version this code writes. It also reads version 1, whose only difference
+/// is the low band's table (`tokenwave::lowband`): version 2's starts at 75 Hz.
+pub const VERSION: u8 = 2;
 /// Header size in bytes.
 pub const HEADER_LEN: usize = 52;
 /// Frames per chunk the writer emits (5 s at 50 frames/s).
@@ -25,6 +26,8 @@ const UNKNOWN_LENGTH: u64 = u64::MAX;
 /// What a stream says about itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
+    /// Container version: [`VERSION`] for streams this code writes, 1 for older ones.
+    pub version: u8,
     /// Id of the model that made the codes.
     pub model_id: [u8; 16],
     /// Sample rate of the model, Hz.
@@ -48,7 +51,7 @@ impl Header {
     pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
         let mut b = [0u8; HEADER_LEN];
         b[0..4].copy_from_slice(&MAGIC);
-        b[4] = VERSION;
+        b[4] = self.version;
         b[5] = self.low_band;
         b[6] = self.stages;
         b[7] = self.bits_per_code;
@@ -67,9 +70,9 @@ impl Header {
         if b[0..4] != MAGIC {
             return Err(Error::Format("wrong magic bytes: this is not a tokenwave .tkw file".into()));
         }
-        if b[4] != VERSION {
+        if !(1..=VERSION).contains(&b[4]) {
             return Err(Error::Format(format!(
-                "unknown container version {} (this tokenwave reads version {VERSION}); upgrade tokenwave",
+                "unknown container version {} (this tokenwave reads versions 1 to {VERSION}); upgrade tokenwave",
                 b[4]
             )));
         }
@@ -83,6 +86,7 @@ impl Header {
         let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
         let original = u64::from_le_bytes(b[36..44].try_into().expect("8 bytes"));
         let header = Header {
+            version: b[4],
             model_id: b[8..24].try_into().expect("16 bytes"),
             stages: b[6],
             low_band: b[5],

@@ -110,10 +110,7 @@ pub fn decode_to<B: Backend, R: Read, W: Write + Seek>(
     check_stream(codec, &reader)?;
     let model_rate = codec.config().sample_rate;
     let hop = codec.config().hop();
-    let low_band = match reader.header().low_band {
-        0 => None,
-        digits => Some(codec.low_band(usize::from(digits))?),
-    };
+    let low_band = codec.low_band_of(reader.header())?;
     let mut decoder = codec.layered_stream_decoder(low_band);
     let mut resampler = Resampler::new(model_rate, rate)?;
     let mut sink = WavSink::new(BufWriter::new(out), rate)?;

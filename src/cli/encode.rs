@@ -11,11 +11,11 @@ use indicatif::ProgressBar;
 use serde_json::json;
 use tokenwave::audio::AudioSource;
 use tokenwave::bitstream::{Header, TkwWriter, container};
-use tokenwave::lowband::LowBand;
+use tokenwave::codec::FrameLayout;
 use tokenwave::{Codec, Codes};
 
 use super::output::Output;
-use super::{Global, LowBandArgs, RateArgs, check_interrupt, load_codec, progress, report};
+use super::{Global, LayoutArgs, check_interrupt, load_codec, progress, report};
 
 /// Samples handed to the model at once when encoding files (2 s at 16 kHz): big enough to
 /// keep the model efficient, small enough to keep memory flat.
@@ -28,9 +28,7 @@ pub struct EncodeArgs {
     /// Output .tkw file, or `-` for stdout.
     output: PathBuf,
     #[command(flatten)]
-    rate: RateArgs,
-    #[command(flatten)]
-    low_band: LowBandArgs,
+    layout: LayoutArgs,
 }
 
 /// What one encode did.
@@ -53,12 +51,11 @@ impl EncodeStats {
 
 pub fn run<B: Backend>(args: &EncodeArgs, global: &Global, device: B::Device) -> Result<()> {
     let codec = load_codec::<B>(global, device)?;
-    let stages = args.rate.stages(&codec)?;
-    let low_band = args.low_band.layer(&codec)?;
+    let layout = args.layout.layout(&codec)?;
     let source = AudioSource::open(&args.input, codec.config().sample_rate)?;
     let mut output = Output::create(&args.output)?;
     let bar = progress(global, source.declared_seconds());
-    let stats = encode_to(&codec, source, stages, low_band, output.file(), &bar)
+    let stats = encode_to(&codec, source, layout, output.file(), &bar)
         .with_context(|| format!("cannot encode {}", args.input.display()))?;
     bar.finish_and_clear();
     output.commit()?;
@@ -68,20 +65,16 @@ pub fn run<B: Backend>(args: &EncodeArgs, global: &Global, device: B::Device) ->
         global,
         args.output == Path::new("-"),
         json!({
-            "input": args.input, "output": args.output, "seconds": seconds, "stages": stages,
-            "low_band": args.low_band.low_band,
-            "nominal_kbps": codec.config().bitrate(stages + args.low_band.low_band) / 1000.0, "bytes": stats.bytes,
+            "input": args.input, "output": args.output, "seconds": seconds, "stages": layout.stages,
+            "low_band": layout.low_band_digits(),
+            "nominal_kbps": codec.config().bitrate(layout.codes_per_frame()) / 1000.0, "bytes": stats.bytes,
             "real_kbps": stats.real_kbps(rate), "rtf": stats.seconds_of_work / seconds,
             "model_id": codec.model_id().to_string(),
         }),
         format!(
-            "encoded {:.2} s at {} stages{}: {} bytes, {:.3} kbps with container, {:.1}x real time",
+            "encoded {:.2} s at {}: {} bytes, {:.3} kbps with container, {:.1}x real time",
             seconds,
-            stages,
-            match args.low_band.low_band {
-                0 => String::new(),
-                n => format!(" and {n} low-band codes"),
-            },
+            layout,
             stats.bytes,
             stats.real_kbps(rate),
             seconds / stats.seconds_of_work
@@ -95,25 +88,25 @@ pub fn run<B: Backend>(args: &EncodeArgs, global: &Global, device: B::Device) ->
 pub fn encode_to<B: Backend, W: Write + Seek>(
     codec: &Codec<B>,
     mut source: AudioSource,
-    stages: usize,
-    low_band: Option<LowBand>,
+    layout: FrameLayout,
     out: W,
     bar: &ProgressBar,
 ) -> Result<EncodeStats> {
     let started = Instant::now();
     let config = codec.config();
     let mut header = Header {
+        version: container::VERSION,
         model_id: codec.model_id().0,
         sample_rate: config.sample_rate,
         hop: config.hop() as u32,
-        stages: stages as u8,
-        low_band: low_band.map_or(0, |layer| layer.digits() as u8),
+        stages: layout.stages as u8,
+        low_band: layout.low_band_digits() as u8,
         bits_per_code: config.bits_per_code() as u8,
         source_rate: source.reader().sample_rate(),
         original_samples: None,
     };
     let mut writer = TkwWriter::new(BufWriter::new(out), header.clone())?;
-    let samples = encode_source(codec, &mut source, stages, low_band, |codes, samples_in| {
+    let samples = encode_source(codec, &mut source, layout, |codes, samples_in| {
         bar.set_position(samples_in / u64::from(config.sample_rate));
         Ok(writer.write(codes)?)
     })?;
@@ -130,17 +123,16 @@ pub fn encode_to<B: Backend, W: Write + Seek>(
     })
 }
 
-/// Runs all of `source` through a streaming encoder (with the low band, if given) in [`BATCH_SAMPLES`] pieces, handing
-/// each piece's codes (and the samples consumed so far) to `emit`; returns the number of
+/// Runs all of `source` through a streaming encoder of `layout` in [`BATCH_SAMPLES`]
+/// pieces, handing each piece's codes (and the samples consumed so far) to `emit`; returns the number of
 /// samples encoded. An input without samples is an error.
 pub fn encode_source<B: Backend>(
     codec: &Codec<B>,
     source: &mut AudioSource,
-    stages: usize,
-    low_band: Option<LowBand>,
+    layout: FrameLayout,
     mut emit: impl FnMut(&Codes, u64) -> Result<()>,
 ) -> Result<u64> {
-    let mut encoder = codec.layered_stream_encoder(stages, low_band)?;
+    let mut encoder = codec.layered_stream_encoder(layout.stages, layout.low_band)?;
     let mut batch = Vec::with_capacity(BATCH_SAMPLES);
     while let Some(piece) = source.next_chunk()? {
         check_interrupt()?;

@@ -10,7 +10,7 @@ use burn::tensor::backend::Backend;
 use clap::{Args, ValueEnum};
 use serde_json::json;
 use tokenwave::audio::{AudioSource, Resampler, find_audio_files};
-use tokenwave::bitstream::{Header, TkwWriter};
+use tokenwave::bitstream::{Header, TkwWriter, container};
 use tokenwave::eval::{LogMel, si_sdr, stoi};
 use tokenwave::{Codec, Codes};
 
@@ -21,14 +21,16 @@ pub struct EvalArgs {
     /// Audio files or directories (searched recursively).
     #[arg(long, required = true, num_args = 1.., value_name = "PATH")]
     data: Vec<PathBuf>,
-    /// Bitrates to measure, comma-separated (rounded to whole quantizer stages).
+    /// Bitrates to measure, comma-separated (rounded to whole codes per frame), each with
+    /// the split `encode --kbps` uses.
     #[arg(long, value_delimiter = ',', default_values_t = [1.5, 3.0, 6.0])]
     kbps: Vec<f64>,
-    /// Low-band codes per frame to add at each bitrate, comma-separated (0: none; see
-    /// `encode --low-band`): `--kbps 1.5 --low-band 0,3` measures 1.5 kbps alone and with
-    /// 1.5 kbps of low band.
-    #[arg(long, value_delimiter = ',', default_values_t = [0])]
-    low_band: Vec<usize>,
+    /// Instead of each bitrate's own split, these low-band codes per frame at each
+    /// bitrate, comma-separated (0: none; see `encode --low-band`): `--kbps 3 --low-band
+    /// 0,3` measures 3 kbps of neural codes against 1.5 kbps of them plus 1.5 kbps of low
+    /// band. Splits that leave no neural stage are skipped.
+    #[arg(long, value_delimiter = ',', value_name = "N")]
+    low_band: Option<Vec<usize>>,
     /// Also run these codecs on the same clips: Opus at 6, 9 and 12 kbps, Codec2 at 1600 and 3200 bps.
     #[arg(long, value_delimiter = ',', value_enum)]
     compare: Vec<Other>,
@@ -154,19 +156,37 @@ pub fn run<B: Backend>(args: &EvalArgs, global: &Global, device: B::Device) -> R
     if files.is_empty() {
         bail!("no audio files to evaluate");
     }
-    let mut layers = Vec::new();
-    for &k in &args.kbps {
-        let stages = codec.stages_for_kbps(k)?;
-        for &digits in &args.low_band {
-            layers.push((stages, if digits == 0 { None } else { Some(codec.low_band(digits)?) }));
+    let mut layouts = Vec::new();
+    for &kbps in &args.kbps {
+        match &args.low_band {
+            None => layouts.push(codec.layout_for_kbps(kbps, None)?),
+            Some(splits) => {
+                for &digits in splits {
+                    match codec.layout_for_kbps(kbps, Some(digits)) {
+                        Ok(layout) => layouts.push(layout),
+                        Err(e) if digits > 0 => {
+                            eprintln!("tokenwave: skipped {kbps} kbps with {digits} low-band codes: {e}")
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
         }
     }
+    if layouts.is_empty() {
+        bail!("no bitrate and low band given leave room for the neural stages; ask for more kbps");
+    }
     let kbps_of = |codes: usize| codec.config().bitrate(codes) / 1000.0;
-    let mut systems: Vec<String> = layers
+    let mut systems: Vec<String> = layouts
         .iter()
-        .map(|(stages, low_band)| match low_band {
-            None => format!("tokenwave {} kbps", kbps_of(*stages)),
-            Some(layer) => format!("tokenwave {} kbps + low band {}", kbps_of(*stages), kbps_of(layer.digits())),
+        .map(|layout| match layout.low_band_digits() {
+            0 => format!("tokenwave {} kbps", kbps_of(layout.stages)),
+            digits => format!(
+                "tokenwave {} kbps ({} + low band {})",
+                kbps_of(layout.codes_per_frame()),
+                kbps_of(layout.stages),
+                kbps_of(digits)
+            ),
         })
         .collect();
     if args.compare.contains(&Other::Opus) {
@@ -190,20 +210,19 @@ pub fn run<B: Backend>(args: &EvalArgs, global: &Global, device: B::Device) -> R
         let mut clip_codes = Vec::new();
         let mut rows = Vec::new();
         let scored: Result<()> = (|| {
-            for &(stages, low_band) in &layers {
+            for layout in &layouts {
                 let started = Instant::now();
-                let codes = codec.encode_layers(&reference, stages, low_band)?;
-                let decoded = codec.decode_layers(&codes, low_band)?;
+                let codes = codec.encode_layers(&reference, layout.stages, layout.low_band)?;
+                let decoded = codec.decode_layers(&codes, layout.low_band)?;
                 let rtf = started.elapsed().as_secs_f64() / seconds;
-                let low_band_codes = low_band.map_or(0, |layer| layer.digits());
-                let bytes = container_bytes(&codec, &codes, low_band_codes, reference.len() as u64)?;
+                let bytes = container_bytes(&codec, &codes, layout.low_band_digits(), reference.len() as u64)?;
                 let kbps = bytes as f64 * 8.0 / seconds / 1000.0;
                 // No alignment: see `align`.
                 results.push(Scores::measure(&reference, &decoded[..reference.len()], &mel, kbps, rtf)?);
                 if plot_rows.is_empty() && args.plot.is_some() {
                     rows.push((format!("tokenwave {kbps:.1} kbps"), decoded[..reference.len()].to_vec()));
                 }
-                clip_codes.push(codes.truncate_stages(stages));
+                clip_codes.push(codes.truncate_stages(layout.stages));
             }
             if args.compare.contains(&Other::Opus) {
                 for kbps in [6, 9, 12] {
@@ -257,7 +276,7 @@ pub fn run<B: Backend>(args: &EvalArgs, global: &Global, device: B::Device) -> R
     }
     let utilization: Vec<f64> = used
         .iter()
-        .take(layers.iter().map(|(stages, _)| *stages).max().unwrap_or(0))
+        .take(layouts.iter().map(|layout| layout.stages).max().unwrap_or(0))
         .map(|u| u.iter().filter(|&&x| x).count() as f64 / u.len() as f64)
         .collect();
     let means: Vec<Scores> = per_system.iter().map(|all| Scores::mean(all)).collect();
@@ -316,6 +335,7 @@ fn load(path: &Path, rate: u32, max_seconds: f64) -> Result<Vec<f32>> {
 fn container_bytes<B: Backend>(codec: &Codec<B>, codes: &Codes, low_band: usize, samples: u64) -> Result<usize> {
     let config = codec.config();
     let header = Header {
+        version: container::VERSION,
         model_id: codec.model_id().0,
         sample_rate: config.sample_rate,
         hop: config.hop() as u32,

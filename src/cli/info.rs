@@ -42,7 +42,7 @@ pub fn run(args: &InfoArgs, global: &Global) -> Result<()> {
         println!(
             "{}",
             json!({
-                "file": args.input, "model_id": model_id.to_string(), "matches_loaded_model": loaded,
+                "file": args.input, "version": header.version, "model_id": model_id.to_string(), "matches_loaded_model": loaded,
                 "sample_rate": header.sample_rate, "hop": header.hop, "frame_rate": frame_rate,
                 "stages": header.stages, "low_band": header.low_band, "bits_per_code": header.bits_per_code,
                 "source_rate": header.source_rate, "samples": samples, "seconds": seconds,
@@ -51,7 +51,7 @@ pub fn run(args: &InfoArgs, global: &Global) -> Result<()> {
             })
         );
     } else {
-        println!("file:        {}", args.input.display());
+        println!("file:        {} (.tkw version {})", args.input.display(), header.version);
         println!("model id:    {model_id}{}", if loaded { " (the loaded model)" } else { " (NOT the loaded model)" });
         println!(
             "audio:       {} Hz mono (source was {} Hz), {:.3} s, {samples} samples",

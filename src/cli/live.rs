@@ -12,14 +12,12 @@ use clap::Args;
 use serde_json::json;
 use tokenwave::audio::{Latency, Microphone, Speaker};
 
-use super::{Global, LowBandArgs, RateArgs, interrupted, load_codec, report};
+use super::{Global, LayoutArgs, interrupted, load_codec, report};
 
 #[derive(Args)]
 pub struct LiveArgs {
     #[command(flatten)]
-    rate: RateArgs,
-    #[command(flatten)]
-    low_band: LowBandArgs,
+    layout: LayoutArgs,
     /// Input device (default: the system's; `tokenwave devices` lists them).
     #[arg(long, value_name = "NAME")]
     input_device: Option<String>,
@@ -42,14 +40,13 @@ const PREROLL_SECONDS: f64 = 0.02;
 
 pub fn run<B: Backend>(args: &LiveArgs, global: &Global, device: B::Device) -> Result<()> {
     let codec = load_codec::<B>(global, device)?;
-    let stages = args.rate.stages(&codec)?;
+    let layout = args.layout.layout(&codec)?;
     let rate = codec.config().sample_rate;
     let hop = codec.config().hop();
-    let low_band = args.low_band.layer(&codec)?;
-    let mut encoder = codec.layered_stream_encoder(stages, low_band)?;
-    let mut decoder = codec.layered_stream_decoder(low_band);
+    let mut encoder = codec.layered_stream_encoder(layout.stages, layout.low_band)?;
+    let mut decoder = codec.layered_stream_decoder(layout.low_band);
     // A frame waits a hop for its samples; the low band holds its output back one hop more.
-    let lookahead_hops = if low_band.is_some() { 2 } else { 1 };
+    let lookahead_hops = if layout.low_band.is_some() { 2 } else { 1 };
     let mut speaker = Speaker::open(args.output_device.as_deref(), rate, Latency::Live)?;
     let mut microphone = Microphone::open(args.input_device.as_deref(), rate)?;
     speaker.play(&vec![0.0; (PREROLL_SECONDS * f64::from(rate)) as usize])?;
@@ -106,8 +103,8 @@ pub fn run<B: Backend>(args: &LiveArgs, global: &Global, device: B::Device) -> R
         global,
         false,
         json!({
-            "seconds": seconds, "frames": frames, "stages": stages,
-            "low_band": args.low_band.low_band, "kbps": codec.config().bitrate(encoder.codes_per_frame()) / 1000.0,
+            "seconds": seconds, "frames": frames, "stages": layout.stages,
+            "low_band": layout.low_band_digits(), "kbps": codec.config().bitrate(encoder.codes_per_frame()) / 1000.0,
             "model_cpu_share": model_busy.as_secs_f64() / seconds, "underruns": speaker.underruns(),
             "overruns": microphone.overruns(), "xruns": speaker.xruns() + microphone.xruns(),
             "dropped_ms": dropped as f64 / f64::from(rate) * 1000.0,

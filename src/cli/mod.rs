@@ -27,7 +27,7 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::backend::Backend;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use tokenwave::lowband::LowBand;
+use tokenwave::codec::FrameLayout;
 use tokenwave::{Codec, Weights};
 
 /// Set by the Ctrl-C handler; long loops check it and stop cleanly.
@@ -239,7 +239,7 @@ pub(crate) fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
-/// Bitrate choice shared by encode and roundtrip.
+/// Bitrate of the neural codes alone (token exports, which carry no low band).
 #[derive(Args, Clone)]
 #[group(multiple = false)]
 pub struct RateArgs {
@@ -251,29 +251,8 @@ pub struct RateArgs {
     pub codebooks: Option<usize>,
 }
 
-/// The optional low-band layer (`encode`, `roundtrip`, `eval`, `live`).
-#[derive(Args)]
-pub struct LowBandArgs {
-    /// Also code the band below 400-800 Hz as a waveform, in N more codes per frame (2 to
-    /// 8, 0.5 kbps each with the default model): the voice's fundamental and first
-    /// harmonics at their own pitch and phase, which the neural decoder alone misses.
-    /// Costs 20 ms of latency. 0: off
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub low_band: usize,
-}
-
-impl LowBandArgs {
-    /// The layer asked for, if any.
-    pub fn layer<B: Backend>(&self, codec: &Codec<B>) -> Result<Option<LowBand>> {
-        Ok(match self.low_band {
-            0 => None,
-            digits => Some(codec.low_band(digits)?),
-        })
-    }
-}
-
-/// Default bitrate: 6 stages, 3 kbps with the default model.
-const DEFAULT_STAGES: usize = 6;
+/// Default bitrate: 3 kbps with the default model (6 codes per frame).
+const DEFAULT_CODES: usize = 6;
 
 impl RateArgs {
     /// Stages the user asked for.
@@ -284,7 +263,38 @@ impl RateArgs {
                 codec.check_stages(n)?;
                 n
             }
-            (None, None) => DEFAULT_STAGES.min(codec.config().max_stages),
+            (None, None) => DEFAULT_CODES.min(codec.config().max_stages),
+        })
+    }
+}
+
+/// Bitrate and its split between the neural stages and the low band (`encode`,
+/// `roundtrip`, `live`, `send`).
+#[derive(Args, Clone)]
+pub struct LayoutArgs {
+    /// Target bitrate in kbps, everything included (0.5 per code with the default model).
+    /// Each rate gets the split between neural stages and low band that scored best
+    /// (models/MODEL_CARD.md); default 3
+    #[arg(long, value_name = "KBPS", conflicts_with = "codebooks")]
+    pub kbps: Option<f64>,
+    /// Number of neural quantizer stages (codebooks); the low band only if `--low-band` asks
+    #[arg(long, value_name = "N")]
+    pub codebooks: Option<usize>,
+    /// Codes per frame for the low band (0, or 2 to 8, 0.5 kbps each with the default
+    /// model): the band from 75 Hz to 300-700 Hz coded as a waveform, the voice's first
+    /// harmonics at their own pitch and phase, which the neural decoder alone misses. Part
+    /// of `--kbps`, on top of `--codebooks`. Costs 20 ms of latency
+    #[arg(long, value_name = "N")]
+    pub low_band: Option<usize>,
+}
+
+impl LayoutArgs {
+    /// The layout asked for.
+    pub fn layout<B: Backend>(&self, codec: &Codec<B>) -> Result<FrameLayout> {
+        let default_kbps = || codec.config().bitrate(DEFAULT_CODES) / 1000.0;
+        Ok(match self.codebooks {
+            Some(stages) => codec.layout(stages, self.low_band.unwrap_or(0))?,
+            None => codec.layout_for_kbps(self.kbps.unwrap_or_else(default_kbps), self.low_band)?,
         })
     }
 }

@@ -61,6 +61,8 @@ struct Shared {
     session: Option<(SocketAddr, Instant)>,
     /// Sessions begun so far; the playout loop resets its decoder when this changes.
     sessions: u64,
+    /// Low-band codes per frame of the current session's stream.
+    low_band: usize,
     /// The sender said bye.
     ended: bool,
     last_packet: Instant,
@@ -82,11 +84,12 @@ pub fn run<B: Backend>(args: &ReceiveArgs, global: &Global, device: B::Device) -
     let frame_seconds = config.hop() as f64 / f64::from(config.sample_rate);
     let max_depth = ((f64::from(args.max_delay) / 1000.0 / frame_seconds) as usize).max(1);
     let new_buffer = move || JitterBuffer::new(frame_seconds, 1, max_depth);
-    let info = StreamInfo::new(config, codec.model_id(), config.max_stages);
+    let info = StreamInfo::new(config, codec.model_id(), config.max_stages, 8);
     let shared = Arc::new(Mutex::new(Shared {
         jitter: new_buffer(),
         session: None,
         sessions: 0,
+        low_band: 0,
         ended: false,
         last_packet: Instant::now(),
         link: LinkStats::default(),
@@ -116,10 +119,11 @@ pub fn run<B: Backend>(args: &ReceiveArgs, global: &Global, device: B::Device) -
         if interrupted() {
             break;
         }
-        let (sessions, active, ended_and_empty, quiet, failed) = {
+        let (sessions, low_band, active, ended_and_empty, quiet, failed) = {
             let mut s = lock(&shared);
             (
                 s.sessions,
+                s.low_band,
                 s.session.is_some(),
                 s.ended && s.jitter.depth() == 0,
                 s.session.is_some() && s.last_packet.elapsed() > QUIET_END,
@@ -148,7 +152,7 @@ pub fn run<B: Backend>(args: &ReceiveArgs, global: &Global, device: B::Device) -
         }
         if sessions != sessions_seen {
             sessions_seen = sessions;
-            playout.restart(&codec);
+            playout.restart(&codec, low_band)?;
         }
         if active && (ended_and_empty || quiet) {
             end_session(&shared);
@@ -245,7 +249,8 @@ async fn listen_loop(
         let mut s = lock(&shared);
         s.link = link.stats();
         match event {
-            Ok(Event::Started { peer, .. }) => {
+            Ok(Event::Started { peer, info, .. }) => {
+                s.low_band = usize::from(info.low_band);
                 let finished = std::mem::replace(&mut s.jitter, new_buffer()).stats();
                 s.earlier = s.earlier + finished;
                 s.session = Some((peer, Instant::now()));
@@ -318,10 +323,12 @@ impl<B: Backend> Renderer<B> {
         self.wav.is_some()
     }
 
-    /// A new session: fresh decoder state.
-    fn restart(&mut self, codec: &Codec<B>) {
-        self.decoder = codec.stream_decoder();
+    /// A new session, whose frames end with `low_band` low-band codes: fresh decoder state.
+    fn restart(&mut self, codec: &Codec<B>, low_band: usize) -> Result<()> {
+        let layer = if low_band == 0 { None } else { Some(codec.low_band(low_band)?) };
+        self.decoder = codec.layered_stream_decoder(layer);
         self.started = false;
+        Ok(())
     }
 
     /// Whether the next period is due. Until the first frame plays, every millisecond (the

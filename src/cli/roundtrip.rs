@@ -12,7 +12,7 @@ use tokenwave::audio::AudioSource;
 use super::decode::decode_to;
 use super::encode::encode_to;
 use super::output::Output;
-use super::{Global, LowBandArgs, RateArgs, load_codec, progress, report};
+use super::{Global, LayoutArgs, load_codec, progress, report};
 
 #[derive(Args)]
 pub struct RoundtripArgs {
@@ -21,9 +21,7 @@ pub struct RoundtripArgs {
     /// Output WAV file, or `-` for stdout.
     output: PathBuf,
     #[command(flatten)]
-    rate: RateArgs,
-    #[command(flatten)]
-    low_band: LowBandArgs,
+    layout: LayoutArgs,
     /// Sample rate of the output WAV (default: the model's rate).
     #[arg(long = "rate", value_name = "HZ")]
     out_rate: Option<u32>,
@@ -31,13 +29,12 @@ pub struct RoundtripArgs {
 
 pub fn run<B: Backend>(args: &RoundtripArgs, global: &Global, device: B::Device) -> Result<()> {
     let codec = load_codec::<B>(global, device)?;
-    let stages = args.rate.stages(&codec)?;
-    let low_band = args.low_band.layer(&codec)?;
+    let layout = args.layout.layout(&codec)?;
     let source = AudioSource::open(&args.input, codec.config().sample_rate)?;
     let mut output = Output::create(&args.output)?;
     let bar = progress(global, source.declared_seconds());
     let mut stream = Cursor::new(Vec::new());
-    let encoded = encode_to(&codec, source, stages, low_band, &mut stream, &bar)
+    let encoded = encode_to(&codec, source, layout, &mut stream, &bar)
         .with_context(|| format!("cannot encode {}", args.input.display()))?;
     stream.set_position(0);
     let out_rate = args.out_rate.unwrap_or(codec.config().sample_rate);
@@ -51,14 +48,14 @@ pub fn run<B: Backend>(args: &RoundtripArgs, global: &Global, device: B::Device)
         global,
         args.output.as_os_str() == "-",
         json!({
-            "input": args.input, "output": args.output, "seconds": seconds, "stages": stages,
-            "low_band": args.low_band.low_band, "source_rate": encoded.source_rate,
-            "nominal_kbps": codec.config().bitrate(stages + args.low_band.low_band) / 1000.0,
+            "input": args.input, "output": args.output, "seconds": seconds, "stages": layout.stages,
+            "low_band": layout.low_band_digits(), "source_rate": encoded.source_rate,
+            "nominal_kbps": codec.config().bitrate(layout.codes_per_frame()) / 1000.0,
             "bytes": encoded.bytes, "real_kbps": encoded.real_kbps(rate),
             "encode_rtf": enc_rtf, "decode_rtf": dec_rtf, "rtf": enc_rtf + dec_rtf,
         }),
         format!(
-            "{seconds:.2} s at {stages} stages: {:.3} kbps with container; real-time factor {:.4} (encode {enc_rtf:.4} + decode {dec_rtf:.4})",
+            "{seconds:.2} s at {layout}: {:.3} kbps with container; real-time factor {:.4} (encode {enc_rtf:.4} + decode {dec_rtf:.4})",
             encoded.real_kbps(rate),
             enc_rtf + dec_rtf
         ),

@@ -13,11 +13,12 @@ use burn::tensor::backend::Backend;
 use clap::Args;
 use serde_json::json;
 use tokenwave::audio::{AudioSource, Microphone};
+use tokenwave::codec::FrameLayout;
 use tokenwave::net::{Key, SendOptions, SenderLink, StreamInfo};
 use tokenwave::{Codec, Codes};
 use tokio::sync::mpsc;
 
-use super::{Global, RateArgs, interrupted, load_codec, report};
+use super::{Global, LayoutArgs, interrupted, load_codec, report};
 
 #[derive(Args)]
 pub struct SendArgs {
@@ -28,7 +29,7 @@ pub struct SendArgs {
     #[arg(long, value_name = "FILE")]
     key_file: PathBuf,
     #[command(flatten)]
-    rate: RateArgs,
+    layout: LayoutArgs,
     /// Send this audio file, in real time, instead of the microphone.
     #[arg(long, value_name = "FILE", conflicts_with = "input_device")]
     input: Option<PathBuf>,
@@ -71,11 +72,11 @@ struct Sent {
 
 pub fn run<B: Backend>(args: &SendArgs, global: &Global, device: B::Device) -> Result<()> {
     let codec = load_codec::<B>(global, device)?;
-    let stages = args.rate.stages(&codec)?;
+    let layout = args.layout.layout(&codec)?;
     let key = read_key(&args.key_file)?;
     let to = resolve(&args.to)?;
     let options = SendOptions { frames_per_packet: args.frames_per_packet, redundant_frames: args.redundancy };
-    let info = StreamInfo::new(codec.config(), codec.model_id(), stages);
+    let info = StreamInfo::new(codec.config(), codec.model_id(), layout.stages, layout.low_band_digits());
     let frame_seconds = codec.config().hop() as f64 / f64::from(codec.config().sample_rate);
     let paced = args.input.is_some();
 
@@ -96,12 +97,15 @@ pub fn run<B: Backend>(args: &SendArgs, global: &Global, device: B::Device) -> R
         Err(_) => return join(network).map(|_| ()),
     }
     if !global.quiet {
-        eprintln!("tokenwave: sending to {to} at {:.1} kbps", codec.config().bitrate(stages) / 1000.0);
+        eprintln!(
+            "tokenwave: sending to {to} at {:.1} kbps ({layout})",
+            codec.config().bitrate(layout.codes_per_frame()) / 1000.0
+        );
     }
     let started = Instant::now();
     let model_busy = match &args.input {
-        Some(path) => encode_file(&codec, stages, path, args.seconds, &frames_in),
-        None => encode_microphone(&codec, stages, args, global, &frames_in),
+        Some(path) => encode_file(&codec, layout, path, args.seconds, &frames_in),
+        None => encode_microphone(&codec, layout, args, global, &frames_in),
     };
     drop(frames_in);
     let sent = join(network)?;
@@ -113,7 +117,8 @@ pub fn run<B: Backend>(args: &SendArgs, global: &Global, device: B::Device) -> R
         false,
         json!({
             "to": to.to_string(), "seconds": seconds, "frames": sent.frames, "packets": sent.packets,
-            "bytes": sent.bytes, "kbps": codec.config().bitrate(stages) / 1000.0, "wire_kbps": wire_kbps,
+            "bytes": sent.bytes, "kbps": codec.config().bitrate(layout.codes_per_frame()) / 1000.0,
+            "stages": layout.stages, "low_band": layout.low_band_digits(), "wire_kbps": wire_kbps,
             "model_cpu_share": model_busy.as_secs_f64() / seconds,
         }),
         format!(
@@ -167,7 +172,7 @@ async fn stream(
 /// Encodes a file for the network thread as fast as it takes frames; returns the model time.
 fn encode_file<B: Backend>(
     codec: &Codec<B>,
-    stages: usize,
+    layout: FrameLayout,
     path: &std::path::Path,
     seconds: Option<f64>,
     frames: &mpsc::Sender<Codes>,
@@ -176,7 +181,7 @@ fn encode_file<B: Backend>(
     let hop = codec.config().hop();
     let limit = seconds.map(|s| (s * f64::from(rate)) as u64);
     let mut source = AudioSource::open(path, rate)?;
-    let mut encoder = codec.stream_encoder(stages)?;
+    let mut encoder = codec.layered_stream_encoder(layout.stages, layout.low_band)?;
     let mut busy = Duration::ZERO;
     while let Some(piece) = source.next_chunk()? {
         if interrupted() || limit.is_some_and(|l| encoder.samples_in() >= l) {
@@ -201,7 +206,7 @@ fn encode_file<B: Backend>(
 /// Encodes the microphone until Ctrl-C or `--seconds`, a status line a second.
 fn encode_microphone<B: Backend>(
     codec: &Codec<B>,
-    stages: usize,
+    layout: FrameLayout,
     args: &SendArgs,
     global: &Global,
     frames: &mpsc::Sender<Codes>,
@@ -209,7 +214,7 @@ fn encode_microphone<B: Backend>(
     let rate = codec.config().sample_rate;
     let hop = codec.config().hop();
     let mut microphone = Microphone::open(args.input_device.as_deref(), rate)?;
-    let mut encoder = codec.stream_encoder(stages)?;
+    let mut encoder = codec.layered_stream_encoder(layout.stages, layout.low_band)?;
     let started = Instant::now();
     let (mut busy, mut window_busy, mut window_start) = (Duration::ZERO, Duration::ZERO, Instant::now());
     let mut pending: Vec<f32> = Vec::new();

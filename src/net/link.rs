@@ -46,7 +46,8 @@ pub struct SenderLink {
     socket: UdpSocket,
     sealer: Sealer,
     options: SendOptions,
-    stages: usize,
+    /// Codes per frame: the stages, then the low band's.
+    codes_per_frame: usize,
     /// Frames sent most recently, kept for redundancy: (index, codes).
     recent: VecDeque<(u32, Vec<u16>)>,
     /// Frames waiting to fill a packet.
@@ -93,7 +94,7 @@ impl SenderLink {
                             socket,
                             sealer,
                             options,
-                            stages: usize::from(info.stages),
+                            codes_per_frame: info.codes_per_frame(),
                             recent: VecDeque::new(),
                             pending: Vec::new(),
                             next_frame: 0,
@@ -122,10 +123,10 @@ impl SenderLink {
     /// Sends `codes` (any number of frames, in order), a packet per
     /// [`SendOptions::frames_per_packet`] frames.
     pub async fn send(&mut self, codes: &Codes) -> Result<()> {
-        if codes.stages() != self.stages {
+        if codes.stages() != self.codes_per_frame {
             return Err(Error::InvalidArgument(format!(
-                "the stream was agreed with {} stages, got {}",
-                self.stages,
+                "the stream was agreed with {} codes per frame, got {}",
+                self.codes_per_frame,
                 codes.stages()
             )));
         }
@@ -152,7 +153,7 @@ impl SenderLink {
         while self.recent.len() > self.options.redundant_frames {
             self.recent.pop_front();
         }
-        let codes = Codes::from_frame_major(self.stages, data)?;
+        let codes = Codes::from_frame_major(self.codes_per_frame, data)?;
         let packet = self.sealer.seal(&Message::Frames { first, codes });
         self.socket.send(&packet).await.map_err(|e| Error::io("cannot send a packet", e))?;
         self.packets += 1;
@@ -192,6 +193,8 @@ pub enum Event {
         session: u64,
         /// Where it sends from.
         peer: SocketAddr,
+        /// What it streams.
+        info: StreamInfo,
     },
     /// Frames `first..first + codes.frames()` of the current session.
     Frames {
@@ -311,7 +314,7 @@ impl ReceiverLink {
                     let welcome = sealer.seal(&Message::Welcome(self.info.clone()));
                     let _ = self.socket.send_to(&welcome, peer).await;
                     if new {
-                        return Ok(Event::Started { session, peer });
+                        return Ok(Event::Started { session, peer, info: theirs });
                     }
                 }
                 Message::Frames { first, codes } => return Ok(Event::Frames { first, codes }),

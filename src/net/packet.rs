@@ -13,8 +13,9 @@ use crate::model::{ModelConfig, ModelId};
 
 /// First byte of every packet.
 const MAGIC: u8 = 0x54;
-/// Packet format version, in the high nibble of the second byte.
-const VERSION: u8 = 1;
+/// Packet format version, in the high nibble of the second byte (2: the hello carries the
+/// low band).
+const VERSION: u8 = 2;
 /// Magic, version/kind, session (8), sequence (4).
 const HEADER: usize = 14;
 /// Poly1305 tag.
@@ -50,24 +51,34 @@ pub struct StreamInfo {
     pub sample_rate: u32,
     /// Samples per frame.
     pub hop: u16,
-    /// Codes per frame.
+    /// Neural quantizer stages per frame (a receiver's own: the most it decodes).
     pub stages: u8,
     /// Bits per code.
     pub bits_per_code: u8,
+    /// Low-band codes per frame after the stages: 0, or 2 to 8 (a receiver's own: 8, it
+    /// decodes every low band).
+    pub low_band: u8,
 }
 
-const INFO_LEN: usize = 16 + 4 + 2 + 1 + 1;
+const INFO_LEN: usize = 16 + 4 + 2 + 1 + 1 + 1;
 
 impl StreamInfo {
-    /// What `model` (with id `model_id`) streams with `stages` quantizer stages.
-    pub fn new(model: &ModelConfig, model_id: ModelId, stages: usize) -> Self {
+    /// What `model` (with id `model_id`) streams with `stages` quantizer stages and
+    /// `low_band` low-band codes per frame.
+    pub fn new(model: &ModelConfig, model_id: ModelId, stages: usize, low_band: usize) -> Self {
         Self {
             model_id: model_id.0,
             sample_rate: model.sample_rate,
             hop: model.hop() as u16,
             stages: stages as u8,
             bits_per_code: model.bits_per_code() as u8,
+            low_band: low_band as u8,
         }
+    }
+
+    /// Codes per frame.
+    pub fn codes_per_frame(&self) -> usize {
+        usize::from(self.stages) + usize::from(self.low_band)
     }
 
     /// Whether a receiver streaming `self` (its model, at most `self.stages` stages) can
@@ -78,16 +89,18 @@ impl StreamInfo {
             && self.hop == theirs.hop
             && self.bits_per_code == theirs.bits_per_code
             && (1..=self.stages).contains(&theirs.stages)
+            && (theirs.low_band == 0 || (2..=self.low_band).contains(&theirs.low_band))
     }
 
     /// One line for error messages.
     pub fn describe(&self) -> String {
         format!(
-            "model {} ({} Hz, hop {}, {} stages of {} bits)",
+            "model {} ({} Hz, hop {}, {} stages and {} low-band codes of {} bits)",
             ModelId(self.model_id),
             self.sample_rate,
             self.hop,
             self.stages,
+            self.low_band,
             self.bits_per_code
         )
     }
@@ -98,6 +111,7 @@ impl StreamInfo {
         out.extend_from_slice(&self.hop.to_le_bytes());
         out.push(self.stages);
         out.push(self.bits_per_code);
+        out.push(self.low_band);
     }
 
     fn read(b: &[u8]) -> Option<Self> {
@@ -107,6 +121,7 @@ impl StreamInfo {
             hop: u16::from_le_bytes([b[20], b[21]]),
             stages: b[22],
             bits_per_code: b[23],
+            low_band: b[24],
         })
     }
 }
@@ -286,7 +301,7 @@ mod tests {
     }
 
     fn info() -> StreamInfo {
-        StreamInfo { model_id: [9; 16], sample_rate: 16_000, hop: 320, stages: 6, bits_per_code: 10 }
+        StreamInfo { model_id: [9; 16], sample_rate: 16_000, hop: 320, stages: 6, bits_per_code: 10, low_band: 0 }
     }
 
     #[test]

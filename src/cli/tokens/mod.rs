@@ -17,6 +17,7 @@ use tokenwave::{Codec, Codes};
 use super::Global;
 use super::encode::encode_source;
 use super::output::Output;
+use tokenwave::codec::FrameLayout;
 
 #[derive(Args)]
 pub struct TokensArgs {
@@ -86,7 +87,8 @@ impl From<LayoutArg> for Layout {
 pub fn tokenize<B: Backend>(codec: &Codec<B>, path: &Path, stages: usize, layout: Layout) -> Result<Tokens> {
     let mut source = AudioSource::open(path, codec.config().sample_rate)?;
     let mut codes = Codes::empty(stages);
-    let samples = encode_source(codec, &mut source, stages, None, |piece, _| Ok(codes.extend(piece)?))?;
+    let samples =
+        encode_source(codec, &mut source, FrameLayout { stages, low_band: None }, |piece, _| Ok(codes.extend(piece)?))?;
     let meta = TokenMeta::new(codec.config(), codec.model_id(), stages, layout, Some(samples));
     Ok(Tokens { meta, codes })
 }
