@@ -380,3 +380,17 @@ fn ctrl_c_during_encode_leaves_nothing() {
     let left: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(left, vec![std::ffi::OsString::from("long.wav")]);
 }
+
+#[test]
+fn a_reader_that_stops_reading_ends_the_program_quietly() {
+    let (dir, tkw) = encoded("2");
+    // The pipe's far end is closed before tokenwave writes (it loads the model first), as
+    // when `tokenwave info x.tkw | head -c 0` exits at once.
+    let mut child =
+        Command::new(BIN).args(["info", &tkw]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.is_empty(), "{:?}: {stderr}", out.status);
+    drop(dir);
+}

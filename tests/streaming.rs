@@ -145,8 +145,9 @@ fn the_low_band_carries_the_waveform_in_its_band_that_the_neural_decoder_misses(
 }
 
 /// tests/data/v1-low-band.tkw: samples/speech_cs.wav coded by the tokenwave of container
-/// version 1 (commit 0ad2808) with `--codebooks 2 --low-band 3`, whose low band ran from 0
-/// to 450 Hz.
+/// version 1 (commit 0ad2808, model `long12`) with `--codebooks 2 --low-band 3`, whose low
+/// band ran from 0 to 450 Hz. The low band does not depend on the model, so its band comes
+/// back whichever model decodes the neural codes.
 #[test]
 fn a_version_1_stream_decodes_with_its_own_low_band() {
     let codec = Codec::<CpuBackend>::new(&Weights::embedded().unwrap(), Default::default()).unwrap();

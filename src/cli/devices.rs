@@ -12,13 +12,13 @@ pub fn run(global: &Global) -> Result<()> {
         let list = |devices: &[DeviceInfo]| -> Vec<serde_json::Value> {
             devices.iter().map(|d| json!({ "id": d.id, "name": d.name, "default": d.is_default })).collect()
         };
-        println!("{}", json!({ "inputs": list(&inputs), "outputs": list(&outputs) }));
+        outln!("{}", json!({ "inputs": list(&inputs), "outputs": list(&outputs) }));
         return Ok(());
     }
     for (title, devices) in [("input", &inputs), ("output", &outputs)] {
-        println!("{title} devices (pass the id to --{title}-device; * = default):");
+        outln!("{title} devices (pass the id to --{title}-device; * = default):");
         for device in devices {
-            println!("{} {:<12} {}", if device.is_default { "*" } else { " " }, device.id, device.name);
+            outln!("{} {:<12} {}", if device.is_default { "*" } else { " " }, device.id, device.name);
         }
     }
     Ok(())

@@ -39,7 +39,7 @@ pub fn run(args: &InfoArgs, global: &Global) -> Result<()> {
     let model_id = ModelId(header.model_id);
     let loaded = load_weights(global).map(|w| w.id() == model_id).unwrap_or(false);
     if global.json {
-        println!(
+        outln!(
             "{}",
             json!({
                 "file": args.input, "version": header.version, "model_id": model_id.to_string(), "matches_loaded_model": loaded,
@@ -51,23 +51,26 @@ pub fn run(args: &InfoArgs, global: &Global) -> Result<()> {
             })
         );
     } else {
-        println!("file:        {} (.tkw version {})", args.input.display(), header.version);
-        println!("model id:    {model_id}{}", if loaded { " (the loaded model)" } else { " (NOT the loaded model)" });
-        println!(
+        outln!("file:        {} (.tkw version {})", args.input.display(), header.version);
+        outln!("model id:    {model_id}{}", if loaded { " (the loaded model)" } else { " (NOT the loaded model)" });
+        outln!(
             "audio:       {} Hz mono (source was {} Hz), {:.3} s, {samples} samples",
-            header.sample_rate, header.source_rate, seconds
+            header.sample_rate,
+            header.source_rate,
+            seconds
         );
-        println!("frames:      {} of {} samples ({frame_rate} frames/s)", reader.frames(), header.hop);
+        outln!("frames:      {} of {} samples ({frame_rate} frames/s)", reader.frames(), header.hop);
         let low_band = match header.low_band {
             0 => String::new(),
             n => format!(" + {n} low-band"),
         };
-        println!(
+        outln!(
             "codes:       {} stages{low_band} x {} bits = {nominal_kbps:.3} kbps",
-            header.stages, header.bits_per_code
+            header.stages,
+            header.bits_per_code
         );
-        println!("size:        {bytes} bytes in {chunks} chunks ({damaged} damaged)");
-        println!("real rate:   {real_kbps:.3} kbps including the container");
+        outln!("size:        {bytes} bytes in {chunks} chunks ({damaged} damaged)");
+        outln!("real rate:   {real_kbps:.3} kbps including the container");
     }
     Ok(())
 }

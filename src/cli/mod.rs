@@ -1,6 +1,14 @@
 //! Subcommands, global options, and what they share: loading the model, picking the
 //! compute device, progress bars, Ctrl-C.
 
+/// `println!` that survives a reader who stopped reading (`tokenwave info x.tkw | head -1`):
+/// see [`print_line`].
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::print_line(format_args!($($arg)*))
+    };
+}
+
 mod decode;
 mod devices;
 mod encode;
@@ -317,12 +325,27 @@ pub fn progress(global: &Global, total_seconds: Option<f64>) -> ProgressBar {
 
 /// Prints a summary: JSON when `--json`, a human line otherwise, nothing when `--quiet`.
 /// `stdout_busy` sends it to stderr because stdout carries the data.
+/// Writes one line to standard output. When the reader has gone away (a closed pipe) the
+/// program ends quietly with success, as a Unix filter does, instead of panicking; any other
+/// write error is one line on stderr and a failure.
+pub fn print_line(line: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("tokenwave: error: cannot write to standard output: {e}");
+        std::process::exit(1);
+    }
+}
+
 pub fn report(global: &Global, stdout_busy: bool, json: serde_json::Value, human: String) {
     if global.json {
         if stdout_busy {
             eprintln!("{json}");
         } else {
-            println!("{json}");
+            outln!("{json}");
         }
     } else if !global.quiet {
         eprintln!("{human}");
