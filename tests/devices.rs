@@ -169,8 +169,7 @@ fn live_carries_the_microphone_to_the_speaker() {
         return;
     }
     let _devices = DEVICES.lock().unwrap_or_else(|e| e.into_inner());
-    let (live, lag, correlation) =
-        through_the_devices(&["live", "--seconds", "8", "--kbps", "3", "--low-band", "0", "--json"]);
+    let (live, lag, correlation) = through_the_devices(&["live", "--seconds", "8", "--kbps", "3", "--json"]);
     assert!(live.status.success(), "{}", String::from_utf8_lossy(&live.stderr));
     let summary: serde_json::Value = serde_json::from_slice(&live.stdout).unwrap();
     eprintln!("live: mic-to-speaker latency {lag} ms, envelope correlation {correlation:.3}, {summary}");
@@ -181,6 +180,8 @@ fn live_carries_the_microphone_to_the_speaker() {
     assert!(correlation > 0.8, "envelope correlation {correlation}");
     // 8 s is 400 frames; device start-up takes a few.
     assert!(summary["frames"].as_u64().unwrap() > 350, "{summary}");
+    // Live keeps to the neural stages unless asked: the low band's 20 ms cost latency.
+    assert_eq!((summary["stages"].as_u64(), summary["low_band"].as_u64()), (Some(6), Some(0)), "{summary}");
 }
 
 #[test]
@@ -189,8 +190,7 @@ fn live_with_the_low_band_carries_the_microphone_to_the_speaker() {
         return;
     }
     let _devices = DEVICES.lock().unwrap_or_else(|e| e.into_inner());
-    // 6 kbps alone: the ladder gives 3.5 of them to the low band.
-    let args = ["live", "--seconds", "8", "--kbps", "6", "--json"];
+    let args = ["live", "--seconds", "8", "--kbps", "6", "--low-band", "7", "--json"];
     let (live, lag, correlation) = through_the_devices(&args);
     assert!(live.status.success(), "{}", String::from_utf8_lossy(&live.stderr));
     let summary: serde_json::Value = serde_json::from_slice(&live.stdout).unwrap();

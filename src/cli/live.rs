@@ -40,7 +40,7 @@ const PREROLL_SECONDS: f64 = 0.02;
 
 pub fn run<B: Backend>(args: &LiveArgs, global: &Global, device: B::Device) -> Result<()> {
     let codec = load_codec::<B>(global, device)?;
-    let layout = args.layout.layout(&codec)?;
+    let layout = args.layout.live_layout(&codec)?;
     let rate = codec.config().sample_rate;
     let hop = codec.config().hop();
     let mut encoder = codec.layered_stream_encoder(layout.stages, layout.low_band)?;

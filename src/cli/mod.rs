@@ -291,7 +291,8 @@ pub struct LayoutArgs {
     /// Codes per frame for the low band (0, or 2 to 8, 0.5 kbps each with the default
     /// model): the band from 75 Hz to 300-700 Hz coded as a waveform, the voice's first
     /// harmonics at their own pitch and phase, which the neural decoder alone misses. Part
-    /// of `--kbps`, on top of `--codebooks`. Costs 20 ms of latency
+    /// of `--kbps`, on top of `--codebooks`. Costs 20 ms of latency, so `live` and `send`
+    /// use it only when asked
     #[arg(long, value_name = "N")]
     pub low_band: Option<usize>,
 }
@@ -299,10 +300,23 @@ pub struct LayoutArgs {
 impl LayoutArgs {
     /// The layout asked for.
     pub fn layout<B: Backend>(&self, codec: &Codec<B>) -> Result<FrameLayout> {
+        self.layout_or(codec, None)
+    }
+
+    /// The layout asked for by a live command (`live`, `send`): the low band only when
+    /// `--low-band` asks, since its 20 ms would take mic-to-speaker latency past 60 ms
+    /// (52-53 ms without it, 68-72 ms with it at 6 kbps; docs/PERFORMANCE.md).
+    pub fn live_layout<B: Backend>(&self, codec: &Codec<B>) -> Result<FrameLayout> {
+        self.layout_or(codec, Some(0))
+    }
+
+    /// The layout asked for, with `low_band` codes when `--low-band` is not given (`None`:
+    /// the rate ladder's split).
+    fn layout_or<B: Backend>(&self, codec: &Codec<B>, low_band: Option<usize>) -> Result<FrameLayout> {
         let default_kbps = || codec.config().bitrate(DEFAULT_CODES) / 1000.0;
         Ok(match self.codebooks {
             Some(stages) => codec.layout(stages, self.low_band.unwrap_or(0))?,
-            None => codec.layout_for_kbps(self.kbps.unwrap_or_else(default_kbps), self.low_band)?,
+            None => codec.layout_for_kbps(self.kbps.unwrap_or_else(default_kbps), self.low_band.or(low_band))?,
         })
     }
 }

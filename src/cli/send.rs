@@ -72,7 +72,7 @@ struct Sent {
 
 pub fn run<B: Backend>(args: &SendArgs, global: &Global, device: B::Device) -> Result<()> {
     let codec = load_codec::<B>(global, device)?;
-    let layout = args.layout.layout(&codec)?;
+    let layout = args.layout.live_layout(&codec)?;
     let key = read_key(&args.key_file)?;
     let to = resolve(&args.to)?;
     let options = SendOptions { frames_per_packet: args.frames_per_packet, redundant_frames: args.redundancy };
