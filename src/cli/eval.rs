@@ -10,10 +10,12 @@ use burn::tensor::backend::Backend;
 use clap::{Args, ValueEnum};
 use serde_json::json;
 use tokenwave::audio::{AudioSource, Resampler, find_audio_files};
-use tokenwave::bitstream::{Header, TkwWriter, container};
+use tokenwave::bitstream::TkwWriter;
+use tokenwave::codec::FrameLayout;
 use tokenwave::eval::{LogMel, si_sdr, stoi};
 use tokenwave::{Codec, Codes};
 
+use super::encode::tkw_header;
 use super::{Global, check_interrupt, load_codec, report};
 
 #[derive(Args)]
@@ -215,7 +217,7 @@ pub fn run<B: Backend>(args: &EvalArgs, global: &Global, device: B::Device) -> R
                 let codes = codec.encode_layers(&reference, layout.stages, layout.low_band)?;
                 let decoded = codec.decode_layers(&codes, layout.low_band)?;
                 let rtf = started.elapsed().as_secs_f64() / seconds;
-                let bytes = container_bytes(&codec, &codes, layout.low_band_digits(), reference.len() as u64)?;
+                let bytes = container_bytes(&codec, &codes, *layout, reference.len() as u64)?;
                 let kbps = bytes as f64 * 8.0 / seconds / 1000.0;
                 // No alignment: see `align`.
                 results.push(Scores::measure(&reference, &decoded[..reference.len()], &mel, kbps, rtf)?);
@@ -332,19 +334,8 @@ fn load(path: &Path, rate: u32, max_seconds: f64) -> Result<Vec<f32>> {
 }
 
 /// Size of the codes as a `.tkw` file: the real bitrate includes the container.
-fn container_bytes<B: Backend>(codec: &Codec<B>, codes: &Codes, low_band: usize, samples: u64) -> Result<usize> {
-    let config = codec.config();
-    let header = Header {
-        version: container::VERSION,
-        model_id: codec.model_id().0,
-        sample_rate: config.sample_rate,
-        hop: config.hop() as u32,
-        stages: (codes.stages() - low_band) as u8,
-        low_band: low_band as u8,
-        bits_per_code: config.bits_per_code() as u8,
-        source_rate: config.sample_rate,
-        original_samples: Some(samples),
-    };
+fn container_bytes<B: Backend>(codec: &Codec<B>, codes: &Codes, layout: FrameLayout, samples: u64) -> Result<usize> {
+    let header = tkw_header(codec, layout, codec.config().sample_rate, Some(samples));
     let mut writer = TkwWriter::new(std::io::Cursor::new(Vec::new()), header)?;
     writer.write(codes)?;
     Ok(writer.finish(samples)?.into_inner().len())
