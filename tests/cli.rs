@@ -294,7 +294,7 @@ fn the_low_band_travels_in_the_file_and_decodes_to_the_input_length() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["low_band"].as_u64(), Some(4));
     assert!((report["nominal_kbps"].as_f64().unwrap() - 3.5).abs() < 1e-9, "{report}");
-    assert_eq!(info["version"].as_u64(), Some(2));
+    assert_eq!(info["version"].as_u64(), Some(3));
 }
 
 #[test]

@@ -9,9 +9,10 @@ use crate::error::{Error, Result};
 
 /// First four bytes of every `.tkw` stream.
 pub const MAGIC: [u8; 4] = *b"TKW1";
-/// The container version this code writes. It also reads version 1, whose only difference
-/// is the low band's table (`tokenwave::lowband`): version 2's starts at 75 Hz.
-pub const VERSION: u8 = 2;
+/// The container version this code writes. It also reads versions 1 and 2, which differ
+/// only in the low band's edition (`tokenwave::lowband`): version 2's band starts at 75 Hz,
+/// version 3's gain takes fewer levels and its shape one pulse more.
+pub const VERSION: u8 = 3;
 /// Header size in bytes.
 pub const HEADER_LEN: usize = 52;
 /// Frames per chunk the writer emits (5 s at 50 frames/s).
@@ -26,7 +27,7 @@ const UNKNOWN_LENGTH: u64 = u64::MAX;
 /// What a stream says about itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
-    /// Container version: [`VERSION`] for streams this code writes, 1 for older ones.
+    /// Container version: [`VERSION`] for streams this code writes, 1 or 2 for older ones.
     pub version: u8,
     /// Id of the model that made the codes.
     pub model_id: [u8; 16],

@@ -186,13 +186,14 @@ impl<B: Backend> Codec<B> {
     }
 
     /// The low band a `.tkw` stream with `header` was coded with, if any (container
-    /// version 1 used [`LowBand::first_edition`]).
+    /// version 1 used [`LowBand::first_edition`], version 2 [`LowBand::second_edition`]).
     pub fn low_band_of(&self, header: &Header) -> Result<Option<LowBand>> {
-        let config = &self.config;
+        let (bits, hop, rate) = (self.config.bits_per_code(), self.config.hop(), self.config.sample_rate);
         let digits = usize::from(header.low_band);
         Ok(match (digits, header.version) {
             (0, _) => None,
-            (_, 1) => Some(LowBand::first_edition(digits, config.bits_per_code(), config.hop(), config.sample_rate)?),
+            (_, 1) => Some(LowBand::first_edition(digits, bits, hop, rate)?),
+            (_, 2) => Some(LowBand::second_edition(digits, bits, hop, rate)?),
             _ => Some(self.low_band(digits)?),
         })
     }

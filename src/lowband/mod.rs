@@ -31,15 +31,75 @@
 
 use crate::error::{Error, Result};
 
-/// Bits of the gain index; index 0 is a silent frame.
-const GAIN_BITS: u32 = 6;
-/// log2 of the gain that index 1 stands for.
-const GAIN_FLOOR_LOG2: f64 = -8.0;
-/// Gain step, in octaves of amplitude (about 1.8 dB).
-const GAIN_STEP_LOG2: f64 = 0.3;
+/// Gain step of the first two editions, in octaves of amplitude (about 1.8 dB).
+const FIXED_GAIN_STEP_LOG2: f64 = 0.3;
+/// Gain indices of the first two editions: 6 bits, index 0 a silent frame.
+const FIXED_GAIN_LEVELS: u128 = 64;
+/// log2 of the gain that index 1 stands for in the first two editions.
+const FIXED_GAIN_FLOOR_LOG2: f64 = -8.0;
+/// log2 of the lowest and highest gains of the third edition. A full-scale tone in the band
+/// has a norm of about 2^7.7, the loudest held-out speech frame 2^7.8; the floor is about
+/// −88 dBFS. The first two editions reached 2^10.9: ten levels that speech never used.
+const GAIN_FLOOR_LOG2: f64 = -7.0;
+const GAIN_CEILING_LOG2: f64 = 8.0;
+/// Fewest gain levels the third edition keeps when it trades levels for pulses: steps of at
+/// most 0.42 octaves (2.5 dB) between its floor and ceiling.
+const MIN_GAIN_LEVELS: u128 = 38;
+
+/// Whether a layer's gain scale is fixed or gives values to the pulses.
+#[derive(Clone, Copy)]
+enum Gains {
+    Fixed,
+    Traded,
+}
+
+/// How a layer numbers a frame's gain: index 0 is a silent frame, the others rise
+/// evenly in log2 from a floor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GainScale {
+    /// The first two editions: [`FIXED_GAIN_LEVELS`] from [`FIXED_GAIN_FLOOR_LOG2`] up in
+    /// steps of [`FIXED_GAIN_STEP_LOG2`].
+    Fixed,
+    /// The third edition: `levels` spanning [`GAIN_FLOOR_LOG2`] to [`GAIN_CEILING_LOG2`],
+    /// as few as leave the pulses the rest of the digits' values.
+    Spanning { levels: u128 },
+}
+
+impl GainScale {
+    fn levels(self) -> u128 {
+        match self {
+            Self::Fixed => FIXED_GAIN_LEVELS,
+            Self::Spanning { levels } => levels,
+        }
+    }
+
+    /// log2 of the gain index 1 stands for, and the step between indices.
+    fn floor_and_step_log2(self) -> (f64, f64) {
+        match self {
+            Self::Fixed => (FIXED_GAIN_FLOOR_LOG2, FIXED_GAIN_STEP_LOG2),
+            Self::Spanning { levels } => (GAIN_FLOOR_LOG2, (GAIN_CEILING_LOG2 - GAIN_FLOOR_LOG2) / (levels - 2) as f64),
+        }
+    }
+
+    /// The index of a frame whose band has norm `norm`.
+    fn index(self, norm: f64) -> u128 {
+        if norm <= 0.0 {
+            return 0;
+        }
+        let (floor, step) = self.floor_and_step_log2();
+        let index = ((norm.log2() - floor) / step).round() as i64 + 1;
+        index.clamp(0, self.levels() as i64 - 1) as u128
+    }
+
+    /// The norm index `index` (not 0) stands for.
+    fn norm(self, index: u128) -> f64 {
+        let (floor, step) = self.floor_and_step_log2();
+        (floor + (index - 1) as f64 * step).exp2()
+    }
+}
 
 /// Shape of the layer for one stream: how many digits per frame, which MDCT bins they
-/// code, with how many pulses.
+/// code, with how many pulses, and how the gain is numbered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LowBand {
     digits: usize,
@@ -47,6 +107,7 @@ pub struct LowBand {
     start: usize,
     bins: usize,
     pulses: usize,
+    gain: GainScale,
     bits_per_digit: u32,
 }
 
@@ -55,17 +116,31 @@ impl LowBand {
     /// 75 Hz (100 Hz for 2 codes) to a cut that rises with `digits` (300 Hz for 2, 700 Hz for
     /// 7 and 8). Below the band the output is silent: pulses spent on rumble there served
     /// STOI and PESQ less than more pulses above it; the table was chosen on held-out speech
-    /// (models/MODEL_CARD.md, "Session 17").
+    /// (models/MODEL_CARD.md, "Session 17"). The gain takes only as many levels as speech
+    /// needs (at least 38, steps of at most 2.5 dB), which leaves every layer one pulse
+    /// more than the second edition's (models/MODEL_CARD.md, "Session 18").
     pub fn new(digits: usize, bits_per_digit: u32, hop: usize, sample_rate: u32) -> Result<Self> {
-        let (start_hz, cut_hz) = match digits {
+        let (start_hz, cut_hz) = Self::second_table(digits)?;
+        Self::with_band(digits, bits_per_digit, hop, sample_rate, start_hz, cut_hz, Gains::Traded)
+    }
+
+    /// The second edition (container version 2): [`LowBand::new`]'s bands, with a 6-bit
+    /// gain. Kept so that those streams still decode.
+    pub fn second_edition(digits: usize, bits_per_digit: u32, hop: usize, sample_rate: u32) -> Result<Self> {
+        let (start_hz, cut_hz) = Self::second_table(digits)?;
+        Self::with_band(digits, bits_per_digit, hop, sample_rate, start_hz, cut_hz, Gains::Fixed)
+    }
+
+    /// The bands from the second edition on: `(start_hz, cut_hz)` for `digits` codes.
+    fn second_table(digits: usize) -> Result<(f64, f64)> {
+        Ok(match digits {
             2 => (100.0, 300.0),
             3 => (75.0, 400.0),
             4 => (75.0, 500.0),
             5 | 6 => (75.0, 600.0),
             7 | 8 => (75.0, 700.0),
             _ => return Err(Self::wrong_digits(digits)),
-        };
-        Self::with_band(digits, bits_per_digit, hop, sample_rate, start_hz, cut_hz)
+        })
     }
 
     /// The first table of layers, from 0 Hz (container version 1): kept so that those
@@ -80,14 +155,15 @@ impl LowBand {
             8 => 800.0,
             _ => return Err(Self::wrong_digits(digits)),
         };
-        Self::with_band(digits, bits_per_digit, hop, sample_rate, 0.0, cut_hz)
+        Self::with_band(digits, bits_per_digit, hop, sample_rate, 0.0, cut_hz, Gains::Fixed)
     }
 
     fn wrong_digits(digits: usize) -> Error {
         Error::InvalidArgument(format!("the low band takes 2 to 8 codes per frame, not {digits}"))
     }
 
-    /// The layer coding `[start_hz, cut_hz)` with as many pulses as the digits hold.
+    /// The layer coding `[start_hz, cut_hz)` with as many pulses as the digits hold beside
+    /// the gain.
     fn with_band(
         digits: usize,
         bits_per_digit: u32,
@@ -95,20 +171,28 @@ impl LowBand {
         sample_rate: u32,
         start_hz: f64,
         cut_hz: f64,
+        gains: Gains,
     ) -> Result<Self> {
         let bins_per_hz = (2 * hop) as f64 / f64::from(sample_rate);
         let end = ((cut_hz * bins_per_hz).round() as usize).clamp(1, hop);
         let start = ((start_hz * bins_per_hz).round() as usize).min(end - 1);
         let bins = end - start;
         let budget = 1u128 << (bits_per_digit as usize * digits).min(120);
-        let gains = 1u128 << GAIN_BITS;
-        let pulses = (1..=64).take_while(|&p| gains * pyramid_size(bins, p) <= budget).last().unwrap_or(0);
+        let least_levels = match gains {
+            Gains::Fixed => FIXED_GAIN_LEVELS,
+            Gains::Traded => MIN_GAIN_LEVELS,
+        };
+        let pulses = (1..=64).take_while(|&p| least_levels * pyramid_size(bins, p) <= budget).last().unwrap_or(0);
         if pulses == 0 {
             return Err(Error::InvalidArgument(format!(
                 "{digits} codes of {bits_per_digit} bits are too few for the low band"
             )));
         }
-        Ok(Self { digits, start, bins, pulses, bits_per_digit })
+        let gain = match gains {
+            Gains::Fixed => GainScale::Fixed,
+            Gains::Traded => GainScale::Spanning { levels: budget / pyramid_size(bins, pulses) },
+        };
+        Ok(Self { digits, start, bins, pulses, gain, bits_per_digit })
     }
 
     /// Codes per frame.
@@ -135,9 +219,7 @@ impl LowBand {
     /// Quantizes one frame's low MDCT coefficients to `digits` codes.
     fn quantize(&self, coefficients: &[f32], pyramid: &Pyramid) -> Vec<u16> {
         let norm = coefficients.iter().map(|&c| f64::from(c) * f64::from(c)).sum::<f64>().sqrt();
-        let gain_index =
-            if norm > 0.0 { ((norm.log2() - GAIN_FLOOR_LOG2) / GAIN_STEP_LOG2).round() as i64 + 1 } else { 0 };
-        let gain_index = gain_index.clamp(0, (1 << GAIN_BITS) - 1) as u128;
+        let gain_index = self.gain.index(norm);
         let shape = if gain_index == 0 { vec![0; self.bins] } else { pvq_search(coefficients, self.pulses) };
         let shape = if shape.iter().all(|&v| v == 0) { first_pulses(self.bins, self.pulses) } else { shape };
         let value = gain_index * pyramid.size(self.bins, self.pulses) + pvq_index(&shape, pyramid);
@@ -157,7 +239,7 @@ impl LowBand {
             .fold(0u128, |acc, (i, &d)| acc | (u128::from(d) << (i as u32 * self.bits_per_digit)));
         let size = pyramid.size(self.bins, self.pulses);
         let gain_index = value / size;
-        if gain_index >= 1 << GAIN_BITS {
+        if gain_index >= self.gain.levels() {
             return Err(damaged());
         }
         if gain_index == 0 {
@@ -165,7 +247,7 @@ impl LowBand {
         }
         let shape = pvq_vector(value % size, self.bins, self.pulses, pyramid);
         let norm = shape.iter().map(|&v| f64::from(v * v)).sum::<f64>().sqrt();
-        let gain = (GAIN_FLOOR_LOG2 + (gain_index - 1) as f64 * GAIN_STEP_LOG2).exp2();
+        let gain = self.gain.norm(gain_index);
         Ok(shape.iter().map(|&v| (gain * f64::from(v) / norm) as f32).collect())
     }
 }
@@ -412,20 +494,48 @@ mod tests {
 
     const HOP: usize = 320;
 
+    /// A constructor of one edition of the layer.
+    type Edition = fn(usize, u32, usize, u32) -> Result<LowBand>;
+
     #[test]
     fn the_tables_of_layers() {
-        let table = |make: fn(usize, u32, usize, u32) -> Result<LowBand>| -> Vec<(std::ops::Range<usize>, usize)> {
+        let table = |make: Edition| -> Vec<(std::ops::Range<usize>, usize)> {
             (2..=8).map(|d| make(d, 10, HOP, 16_000).unwrap()).map(|l| (l.bins(), l.pulses())).collect()
         };
         assert_eq!(
             table(LowBand::new),
+            [(4..12, 6), (3..16, 9), (3..20, 13), (3..24, 17), (3..24, 25), (3..28, 29), (3..28, 40)]
+        );
+        // Older editions must never change: version 2 and version 1 streams decode with them.
+        assert_eq!(
+            table(LowBand::second_edition),
             [(4..12, 5), (3..16, 8), (3..20, 12), (3..24, 16), (3..24, 24), (3..28, 28), (3..28, 39)]
         );
-        // The first edition's must never change: version 1 streams decode with it.
         assert_eq!(
             table(LowBand::first_edition),
             [(0..16, 3), (0..18, 7), (0..20, 11), (0..24, 14), (0..24, 21), (0..28, 25), (0..32, 29)]
         );
+    }
+
+    #[test]
+    fn the_third_editions_gain_spans_speech_in_the_values_the_pulses_leave() {
+        for digits in 2..=8 {
+            let layer = LowBand::new(digits, 10, HOP, 16_000).unwrap();
+            let levels = layer.gain.levels();
+            let values = levels * pyramid_size(layer.bins().len(), layer.pulses());
+            assert!(levels >= MIN_GAIN_LEVELS && values <= 1 << (10 * digits), "{digits} digits: {levels} levels");
+            assert!(
+                (levels + 1) * pyramid_size(layer.bins().len(), layer.pulses()) > 1 << (10 * digits),
+                "{digits} digits: values left unused"
+            );
+            let (floor, step) = layer.gain.floor_and_step_log2();
+            assert!(step <= 0.42, "{digits} digits: {step} octaves a step");
+            assert_eq!(layer.gain.index(0.0), 0);
+            assert_eq!(layer.gain.index(GAIN_FLOOR_LOG2.exp2()), 1);
+            assert_eq!(layer.gain.index(1e6), levels - 1, "louder than the ceiling: the top level");
+            assert!((layer.gain.norm(levels - 1).log2() - GAIN_CEILING_LOG2).abs() < 1e-9);
+            assert!((floor - GAIN_FLOOR_LOG2).abs() < 1e-9);
+        }
     }
 
     #[test]
@@ -461,8 +571,9 @@ mod tests {
 
     #[test]
     fn digits_fit_their_bits_and_damaged_ones_are_refused() {
-        for digits in 2..=8 {
-            let layer = LowBand::new(digits, 10, HOP, 16_000).unwrap();
+        let editions: [Edition; 3] = [LowBand::new, LowBand::second_edition, LowBand::first_edition];
+        for (edition, digits) in editions.iter().flat_map(|e| (2..=8).map(move |d| (e, d))) {
+            let layer = edition(digits, 10, HOP, 16_000).unwrap();
             // A voiced frame's low band: a few strong partials over small coefficients.
             let x: Vec<f32> = (0..layer.bins().len())
                 .map(|i| match i {
@@ -479,7 +590,7 @@ mod tests {
             let back = layer.dequantize(&codes, &pyramid).unwrap();
             let cosine = x.iter().zip(&back).map(|(a, b)| a * b).sum::<f32>()
                 / (x.iter().map(|a| a * a).sum::<f32>().sqrt() * back.iter().map(|b| b * b).sum::<f32>().sqrt());
-            assert!(cosine > 0.8, "{digits} digits: cosine {cosine}");
+            assert!(cosine > 0.8, "{layer:?}: cosine {cosine}");
         }
         let layer = LowBand::new(3, 10, HOP, 16_000).unwrap();
         assert!(layer.dequantize(&[1023, 1023, 1023], &layer.pyramid()).is_err());

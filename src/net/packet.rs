@@ -14,8 +14,8 @@ use crate::model::{ModelConfig, ModelId};
 /// First byte of every packet.
 const MAGIC: u8 = 0x54;
 /// Packet format version, in the high nibble of the second byte (2: the hello carries the
-/// low band).
-const VERSION: u8 = 2;
+/// low band; 3: the low band's third edition, [`crate::lowband::LowBand::new`]).
+const VERSION: u8 = 3;
 /// Magic, version/kind, session (8), sequence (4).
 const HEADER: usize = 14;
 /// Poly1305 tag.
