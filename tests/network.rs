@@ -366,3 +366,24 @@ fn bad_network_arguments_are_one_clear_line() {
     }
     assert!(!Path::new("x.wav").exists());
 }
+
+#[test]
+fn packets_of_another_release_are_counted_and_named() {
+    let dir = TempDir::new().unwrap();
+    let key = key_file(&dir, "k.key");
+    let heard = dir.path().join("never.wav");
+    let (receiver, at, stderr) = receiver(&["--key-file", &key, "--output", heard.to_str().unwrap(), "--timeout", "3"]);
+    // Hellos as an older release sends them: the magic, packet version 2, kind 1, and a
+    // sealed body of that release's size.
+    let mut hello = vec![0x54, 2 << 4 | 1];
+    hello.resize(14 + 25 + 16, 0);
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for _ in 0..5 {
+        socket.send_to(&hello, at).unwrap();
+    }
+    let received = receiver.wait_with_output().unwrap();
+    let stderr = stderr.join().unwrap();
+    assert!(!received.status.success());
+    assert!(stderr.contains("5 of another release") && stderr.contains("same release at both ends"), "{stderr}");
+    assert!(!heard.exists());
+}

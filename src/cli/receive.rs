@@ -138,13 +138,19 @@ pub fn run<B: Backend>(args: &ReceiveArgs, global: &Global, device: B::Device) -
             if args.timeout.is_some_and(|t| started.elapsed().as_secs_f64() > t) {
                 let link = lock(&shared).link;
                 playout.abandon();
+                let hint = if link.other_version > 0 {
+                    "a sender runs another tokenwave release, whose packets this one cannot read: run the same release at both ends"
+                } else {
+                    "check the address and that both ends use the same key file"
+                };
                 bail!(
-                    "no sender connected within {} s ({} packets refused: {} unauthenticated, {} replayed, {} malformed); check the address and that both ends use the same key file",
+                    "no sender connected within {} s ({} packets refused: {} unauthenticated, {} replayed, {} malformed, {} of another release); {hint}",
                     args.timeout.unwrap_or_default(),
-                    link.unauthenticated + link.replayed + link.malformed,
+                    link.unauthenticated + link.replayed + link.malformed + link.other_version,
                     link.unauthenticated,
                     link.replayed,
-                    link.malformed
+                    link.malformed,
+                    link.other_version
                 );
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -202,16 +208,18 @@ pub fn run<B: Backend>(args: &ReceiveArgs, global: &Global, device: B::Device) -
             "late": jitter.late, "redundant_or_duplicate": jitter.duplicate, "trimmed": jitter.trimmed,
             "packets_accepted": link.accepted, "bytes_accepted": link.accepted_bytes,
             "unauthenticated": link.unauthenticated, "replayed": link.replayed, "malformed": link.malformed,
+            "other_version": link.other_version,
             "stale": link.stale, "mean_buffer_delay_ms": mean_delay_ms,
         }),
         format!(
-            "receive: {heard:.1} s heard, {} frames played, {:.1}% concealed, {} late; refused {} unauthenticated, {} replayed, {} malformed",
+            "receive: {heard:.1} s heard, {} frames played, {:.1}% concealed, {} late; refused {} unauthenticated, {} replayed, {} malformed, {} of another release",
             jitter.played,
             concealed_share * 100.0,
             jitter.late,
             link.unauthenticated,
             link.replayed,
-            link.malformed
+            link.malformed,
+            link.other_version
         ),
     );
     Ok(())
@@ -411,7 +419,7 @@ fn status_line<B: Backend>(shared: &Mutex<Shared>, playout: &Renderer<B>, starte
     let periods = (stats.played + stats.concealed).max(1);
     let peer = s.session.map_or_else(|| "nobody".to_string(), |(peer, _)| peer.to_string());
     eprintln!(
-        "receive {:>5.0} s | from {peer} | buffer {} frames ({:.0} ms, jitter {:.1} ms) | concealed {:.1}% | late {} | refused {} unauthenticated, {} replayed, {} malformed | underruns {}",
+        "receive {:>5.0} s | from {peer} | buffer {} frames ({:.0} ms, jitter {:.1} ms) | concealed {:.1}% | late {} | refused {} unauthenticated, {} replayed, {} malformed, {} of another release | underruns {}",
         started.elapsed().as_secs_f64(),
         s.jitter.depth(),
         s.jitter.depth() as f64 * frame_seconds * 1000.0,
@@ -421,6 +429,7 @@ fn status_line<B: Backend>(shared: &Mutex<Shared>, playout: &Renderer<B>, starte
         s.link.unauthenticated,
         s.link.replayed,
         s.link.malformed,
+        s.link.other_version,
         playout.speaker.as_ref().map_or(0, Speaker::underruns),
     );
 }

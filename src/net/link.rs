@@ -114,7 +114,7 @@ impl SenderLink {
             }
         }
         Err(Error::Network(format!(
-            "no answer from {to} within {} s{}: is `tokenwave receive` running there, reachable over UDP, and using the same key file?",
+            "no answer from {to} within {} s{}: is `tokenwave receive` running there, reachable over UDP, and using the same key file and tokenwave release?",
             HANDSHAKE_TIMEOUT.as_secs(),
             if ignored > 0 { format!(" ({ignored} unusable replies ignored)") } else { String::new() }
         )))
@@ -220,6 +220,8 @@ pub struct LinkStats {
     pub accepted_bytes: u64,
     /// Not tokenwave packets, or bodies that do not parse.
     pub malformed: u64,
+    /// Tokenwave packets of another packet version (another release at the other end).
+    pub other_version: u64,
     /// Wrong key or tampered: the tag did not verify.
     pub unauthenticated: u64,
     /// Authentic but seen before.
@@ -280,6 +282,7 @@ impl ReceiverLink {
                 Err(rejection) => {
                     match rejection {
                         Rejection::Malformed => self.stats.malformed += 1,
+                        Rejection::OtherVersion => self.stats.other_version += 1,
                         Rejection::Unauthenticated => self.stats.unauthenticated += 1,
                         Rejection::Replayed => self.stats.replayed += 1,
                     }

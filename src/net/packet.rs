@@ -248,8 +248,11 @@ impl Sealer {
 /// Why a datagram was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rejection {
-    /// Not a tokenwave packet of this version, or a body that does not parse.
+    /// Not a tokenwave packet, or a body that does not parse.
     Malformed,
+    /// A tokenwave packet of another packet version: the two ends run releases that cannot
+    /// talk to each other.
+    OtherVersion,
     /// The tag does not verify: wrong key or tampered.
     Unauthenticated,
     /// A sequence number seen before (or too old to tell).
@@ -273,8 +276,11 @@ impl Opener {
 
     /// The session and message in `datagram`, if it is authentic and new.
     pub fn open(&mut self, datagram: &[u8]) -> std::result::Result<(u64, Message), Rejection> {
-        if datagram.len() < HEADER + TAG || datagram[0] != MAGIC || datagram[1] >> 4 != VERSION {
+        if datagram.len() < HEADER + TAG || datagram[0] != MAGIC {
             return Err(Rejection::Malformed);
+        }
+        if datagram[1] >> 4 != VERSION {
+            return Err(Rejection::OtherVersion);
         }
         let (header, sealed) = datagram.split_at(HEADER);
         let session = u64::from_le_bytes(header[2..10].try_into().expect("8 bytes"));
@@ -337,6 +343,9 @@ mod tests {
         let mut reflected = Opener::new(&key(1), Direction::Back, 10);
         assert_eq!(reflected.open(&sealer.seal(&Message::Bye)), Err(Rejection::Unauthenticated));
         assert_eq!(opener.open(b"short"), Err(Rejection::Malformed));
+        let mut older = sealer.seal(&Message::Bye);
+        older[1] = 2 << 4 | (older[1] & 0x0f);
+        assert_eq!(opener.open(&older), Err(Rejection::OtherVersion));
     }
 
     #[test]
