@@ -50,6 +50,15 @@ fn eval_reports_every_measure_and_compares_with_opus_and_codec2() {
     assert_eq!(utilization.len(), 5, "every neural stage used: 6 kbps takes 5 beside the low band");
     let picture = std::fs::read(&png).unwrap();
     assert_eq!(&picture[1..4], b"PNG");
+    // Three panels (original, 1.5 and 6 kbps) of 64 mel bands, 3 pixels each, and a gap:
+    // the height in the PNG header says so, and stderr names them in that order.
+    let height = u32::from_be_bytes(picture[20..24].try_into().unwrap());
+    assert_eq!(height, 3 * (64 * 3 + 6));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("top to bottom: original, tokenwave 1.5 kbps, tokenwave 6 kbps (2.5 + low band 3.5)"),
+        "{stderr}"
+    );
 }
 
 #[test]

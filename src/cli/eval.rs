@@ -212,7 +212,7 @@ pub fn run<B: Backend>(args: &EvalArgs, global: &Global, device: B::Device) -> R
         let mut clip_codes = Vec::new();
         let mut rows = Vec::new();
         let scored: Result<()> = (|| {
-            for layout in &layouts {
+            for (layout, name) in layouts.iter().zip(&systems) {
                 let started = Instant::now();
                 let codes = codec.encode_layers(&reference, layout.stages, layout.low_band)?;
                 let decoded = codec.decode_layers(&codes, layout.low_band)?;
@@ -222,7 +222,7 @@ pub fn run<B: Backend>(args: &EvalArgs, global: &Global, device: B::Device) -> R
                 // No alignment: see `align`.
                 results.push(Scores::measure(&reference, &decoded[..reference.len()], &mel, kbps, rtf)?);
                 if plot_rows.is_empty() && args.plot.is_some() {
-                    rows.push((format!("tokenwave {kbps:.1} kbps"), decoded[..reference.len()].to_vec()));
+                    rows.push((name.clone(), decoded[..reference.len()].to_vec()));
                 }
                 clip_codes.push(codes.truncate_stages(layout.stages));
             }
@@ -270,6 +270,15 @@ pub fn run<B: Backend>(args: &EvalArgs, global: &Global, device: B::Device) -> R
             && let Some(path) = &args.plot
         {
             super::plot::spectrograms(path, rate, &reference, &rows)?;
+            if !global.quiet {
+                let panels: Vec<&str> = rows.iter().map(|(name, _)| name.as_str()).collect();
+                eprintln!(
+                    "tokenwave: wrote {}: spectrograms of {}, top to bottom: original, {}",
+                    path.display(),
+                    file.display(),
+                    panels.join(", ")
+                );
+            }
             plot_rows = rows;
         }
     }

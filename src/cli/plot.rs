@@ -1,6 +1,8 @@
 //! Spectrogram pictures for `eval --plot` (plotters, bitmap backend): one panel per signal,
 //! stacked top to bottom — the original first, then each decoded version — with time to
-//! the right and frequency (0–8 kHz, linear) upwards, on one shared dB colour scale.
+//! the right (one pixel per 16 ms frame) and the 64 log-mel bands of `tokenwave eval`
+//! (0–8 kHz, mel scale) upwards, on one shared colour scale. The picture has no text (that
+//! would need a font); `eval` names the panels on stderr.
 
 use std::path::Path;
 
