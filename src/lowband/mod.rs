@@ -45,6 +45,8 @@ const GAIN_CEILING_LOG2: f64 = 8.0;
 /// Fewest gain levels the third edition keeps when it trades levels for pulses: steps of at
 /// most 0.42 octaves (2.5 dB) between its floor and ceiling.
 const MIN_GAIN_LEVELS: u128 = 38;
+/// Most gain levels of the third edition (steps of 0.004 octaves: finer serves nothing).
+const MAX_GAIN_LEVELS: u128 = 1 << 12;
 
 /// Whether a layer's gain scale is fixed or gives values to the pulses.
 #[derive(Clone, Copy)]
@@ -190,7 +192,8 @@ impl LowBand {
         }
         let gain = match gains {
             Gains::Fixed => GainScale::Fixed,
-            Gains::Traded => GainScale::Spanning { levels: budget / pyramid_size(bins, pulses) },
+            // Capped: with wide codes and a narrow band, the pulses alone cannot use them all.
+            Gains::Traded => GainScale::Spanning { levels: (budget / pyramid_size(bins, pulses)).min(MAX_GAIN_LEVELS) },
         };
         Ok(Self { digits, start, bins, pulses, gain, bits_per_digit })
     }
@@ -536,6 +539,19 @@ mod tests {
             assert!((layer.gain.norm(levels - 1).log2() - GAIN_CEILING_LOG2).abs() < 1e-9);
             assert!((floor - GAIN_FLOOR_LOG2).abs() < 1e-9);
         }
+    }
+
+    #[test]
+    fn wide_codes_on_a_narrow_band_keep_a_bounded_gain_scale() {
+        // 16-bit codes and a 20-sample hop (two 400 Hz bins): far more values than 64
+        // pulses can use.
+        let layer = LowBand::new(8, 16, 20, 16_000).unwrap();
+        assert_eq!((layer.pulses(), layer.gain.levels()), (64, MAX_GAIN_LEVELS));
+        let x: Vec<f32> = (0..layer.bins().len()).map(|i| (i as f32 - 3.0) * 0.5).collect();
+        let pyramid = layer.pyramid();
+        let back = layer.dequantize(&layer.quantize(&x, &pyramid), &pyramid).unwrap();
+        let norm = |v: &[f32]| v.iter().map(|a| a * a).sum::<f32>().sqrt();
+        assert!((norm(&back) / norm(&x) - 1.0).abs() < 0.01);
     }
 
     #[test]
