@@ -111,3 +111,15 @@ fn eval_refuses_bad_arguments_in_one_line() {
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn the_table_goes_to_stdout() {
+    let out = Command::new(BIN).args(["eval", "--data", "samples/speech_cs.wav", "--kbps", "3"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.starts_with("mean over 1 clips (0 skipped):"), "{table}");
+    assert!(
+        table.contains("tokenwave 3 kbps (1.5 + low band 1.5)") && table.contains("codebook utilization"),
+        "{table}"
+    );
+}

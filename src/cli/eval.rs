@@ -311,16 +311,17 @@ pub fn run<B: Backend>(args: &EvalArgs, global: &Global, device: B::Device) -> R
         utilization.len(),
         utilization.iter().map(|u| format!("{:.0}%", u * 100.0)).collect::<Vec<_>>().join(" ")
     ));
-    report(
-        global,
-        false,
-        json!({
-            "model_id": codec.model_id().to_string(), "clips": clips, "skipped": skipped,
-            "mean": systems.iter().zip(&means).map(|(n, s)| json!({"system": n, "scores": s.json()})).collect::<Vec<_>>(),
-            "codebook_utilization": utilization,
-        }),
-        table,
-    );
+    let json = json!({
+        "model_id": codec.model_id().to_string(), "clips": clips, "skipped": skipped,
+        "mean": systems.iter().zip(&means).map(|(n, s)| json!({"system": n, "scores": s.json()})).collect::<Vec<_>>(),
+        "codebook_utilization": utilization,
+    });
+    // The table is what eval is run for: it goes to stdout, where `> table.txt` finds it.
+    if global.json || global.quiet {
+        report(global, false, json, String::new());
+    } else {
+        outln!("{table}");
+    }
     Ok(())
 }
 

@@ -337,8 +337,6 @@ pub fn progress(global: &Global, total_seconds: Option<f64>) -> ProgressBar {
     bar
 }
 
-/// Prints a summary: JSON when `--json`, a human line otherwise, nothing when `--quiet`.
-/// `stdout_busy` sends it to stderr because stdout carries the data.
 /// Writes one line to standard output. When the reader has gone away (a closed pipe) the
 /// program ends quietly with success, as a Unix filter does, instead of panicking; any other
 /// write error is one line on stderr and a failure.
@@ -354,6 +352,9 @@ pub fn print_line(line: std::fmt::Arguments) {
     }
 }
 
+/// Prints a summary: JSON when `--json` (on stdout, or on stderr when `stdout_busy`
+/// because stdout carries the data), a human line on stderr otherwise, nothing when
+/// `--quiet`.
 pub fn report(global: &Global, stdout_busy: bool, json: serde_json::Value, human: String) {
     if global.json {
         if stdout_busy {
