@@ -18,7 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut source = AudioSource::open(input, rate)?;
     // 3 kbps, split as `tokenwave encode --kbps 3` splits it: neural stages and low band.
     let layout = codec.layout_for_kbps(3.0, None)?;
-    let mut encoder = codec.layered_stream_encoder(layout.stages, layout.low_band)?;
+    let mut encoder = codec.layered_stream_encoder(layout)?;
     let mut decoder = codec.layered_stream_decoder(layout.low_band);
     let mut sink = WavSink::new(std::fs::File::create(output)?, rate)?;
     let mut frames = 0;

@@ -143,7 +143,7 @@ pub fn encode_source<B: Backend>(
     layout: FrameLayout,
     mut emit: impl FnMut(&Codes, u64) -> Result<()>,
 ) -> Result<u64> {
-    let mut encoder = codec.layered_stream_encoder(layout.stages, layout.low_band)?;
+    let mut encoder = codec.layered_stream_encoder(layout)?;
     let mut batch = Vec::with_capacity(BATCH_SAMPLES);
     while let Some(piece) = source.next_chunk()? {
         check_interrupt()?;

@@ -181,7 +181,7 @@ fn encode_file<B: Backend>(
     let hop = codec.config().hop();
     let limit = seconds.map(|s| (s * f64::from(rate)) as u64);
     let mut source = AudioSource::open(path, rate)?;
-    let mut encoder = codec.layered_stream_encoder(layout.stages, layout.low_band)?;
+    let mut encoder = codec.layered_stream_encoder(layout)?;
     let mut busy = Duration::ZERO;
     while let Some(piece) = source.next_chunk()? {
         if interrupted() || limit.is_some_and(|l| encoder.samples_in() >= l) {
@@ -214,7 +214,7 @@ fn encode_microphone<B: Backend>(
     let rate = codec.config().sample_rate;
     let hop = codec.config().hop();
     let mut microphone = Microphone::open(args.input_device.as_deref(), rate)?;
-    let mut encoder = codec.layered_stream_encoder(layout.stages, layout.low_band)?;
+    let mut encoder = codec.layered_stream_encoder(layout)?;
     let started = Instant::now();
     let (mut busy, mut window_busy, mut window_start) = (Duration::ZERO, Duration::ZERO, Instant::now());
     let mut pending: Vec<f32> = Vec::new();

@@ -162,10 +162,11 @@ impl<B: Backend> Codec<B> {
         StreamDecoder::new(self.model.clone(), self.quantizer.clone(), &self.config, self.device.clone())
     }
 
-    /// A streaming encoder emitting `stages` codes per frame, then the low band's if given.
-    pub fn layered_stream_encoder(&self, stages: usize, low_band: Option<LowBand>) -> Result<StreamEncoder<B>> {
-        let encoder = self.stream_encoder(stages)?;
-        Ok(match low_band {
+    /// A streaming encoder emitting `layout`'s neural stages per frame, then its low band's
+    /// codes if it has one.
+    pub fn layered_stream_encoder(&self, layout: FrameLayout) -> Result<StreamEncoder<B>> {
+        let encoder = self.stream_encoder(layout.stages)?;
+        Ok(match layout.low_band {
             Some(layer) => encoder.with_low_band(layer),
             None => encoder,
         })
@@ -205,7 +206,7 @@ impl<B: Backend> Codec<B> {
 
     /// Encodes a whole signal with `stages` neural stages and, if given, the low band.
     pub fn encode_layers(&self, samples: &[f32], stages: usize, low_band: Option<LowBand>) -> Result<Codes> {
-        let mut encoder = self.layered_stream_encoder(stages, low_band)?;
+        let mut encoder = self.layered_stream_encoder(FrameLayout { stages, low_band })?;
         let mut codes = Codes::empty(encoder.codes_per_frame());
         for piece in samples.chunks(OFFLINE_CHUNK_FRAMES * self.config.hop()) {
             codes.extend(&encoder.push(piece)?)?;
