@@ -11,8 +11,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use tokenwave::audio::{AudioSource, WavSink};
-use tokenwave::{Codec, CpuBackend, Weights};
+use tokenwave_core::audio::{AudioSource, WavSink};
+use tokenwave_core::{Codec, CpuBackend, FrameLayout, Weights};
 
 const STAGES: usize = 12;
 const RUNS: usize = 3;
@@ -33,10 +33,10 @@ fn offline_rtf(codec: &Codec<CpuBackend>, samples: &[f32]) -> (f64, f64) {
     let (mut enc, mut dec) = (f64::MAX, f64::MAX);
     for _ in 0..RUNS {
         let t = Instant::now();
-        let codes = codec.encode(samples, STAGES).unwrap();
+        let codes = codec.encode(samples, FrameLayout::neural(STAGES)).unwrap();
         enc = enc.min(t.elapsed().as_secs_f64() / seconds);
         let t = Instant::now();
-        codec.decode(&codes).unwrap();
+        codec.decode(&codes, None).unwrap();
         dec = dec.min(t.elapsed().as_secs_f64() / seconds);
     }
     (enc, dec)
@@ -48,8 +48,8 @@ fn percentile(times: &mut [f64], p: f64) -> f64 {
 }
 
 fn streaming(codec: &Codec<CpuBackend>, samples: &[f32]) {
-    let mut encoder = codec.stream_encoder(STAGES).unwrap();
-    let mut decoder = codec.stream_decoder();
+    let mut encoder = codec.stream_encoder(FrameLayout::neural(STAGES)).unwrap();
+    let mut decoder = codec.stream_decoder(None);
     let (mut enc, mut dec) = (Vec::new(), Vec::new());
     for frame in samples.chunks_exact(320) {
         let t = Instant::now();

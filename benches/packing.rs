@@ -3,7 +3,7 @@
 use bitvec::field::BitField;
 use bitvec::prelude::{BitVec, Lsb0};
 use criterion::{Criterion, Throughput, black_box, criterion_group, criterion_main};
-use tokenwave::bitstream::pack::{pack, unpack};
+use tokenwave_core::bitstream::pack::{pack, unpack};
 
 const CODES: usize = 1 << 20;
 const BITS: usize = 10;

@@ -10,9 +10,9 @@ use burn::tensor::backend::Backend;
 use clap::Args;
 use indicatif::ProgressBar;
 use serde_json::json;
-use tokenwave::audio::{Resampler, WavSink};
-use tokenwave::bitstream::{Chunk, TkwReader};
-use tokenwave::{Codec, Error, ModelId};
+use tokenwave_core::audio::{Resampler, WavSink};
+use tokenwave_core::bitstream::{Chunk, TkwReader};
+use tokenwave_core::{Codec, Error, ModelId};
 
 use super::output::Output;
 use super::{Global, check_interrupt, load_codec, progress, report};
@@ -111,7 +111,7 @@ pub fn decode_to<B: Backend, R: Read, W: Write + Seek>(
     let model_rate = codec.config().sample_rate;
     let hop = codec.config().hop();
     let low_band = codec.low_band_of(reader.header())?;
-    let mut decoder = codec.layered_stream_decoder(low_band);
+    let mut decoder = codec.stream_decoder(low_band);
     let mut resampler = Resampler::new(model_rate, rate)?;
     let mut sink = WavSink::new(BufWriter::new(out), rate)?;
     // The last frame may be padding past the end of the audio, so one hop is held back

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use serde_json::json;
-use tokenwave::audio::{DeviceInfo, input_devices, output_devices};
+use tokenwave_live::{DeviceInfo, input_devices, output_devices};
 
 use super::Global;
 

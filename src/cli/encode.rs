@@ -9,10 +9,10 @@ use burn::tensor::backend::Backend;
 use clap::Args;
 use indicatif::ProgressBar;
 use serde_json::json;
-use tokenwave::audio::AudioSource;
-use tokenwave::bitstream::{Header, TkwWriter, container};
-use tokenwave::codec::FrameLayout;
-use tokenwave::{Codec, Codes};
+use tokenwave_core::audio::AudioSource;
+use tokenwave_core::bitstream::{TkwWriter, container};
+use tokenwave_core::FrameLayout;
+use tokenwave_core::{Codec, Codes};
 
 use super::output::Output;
 use super::{Global, LayoutArgs, check_interrupt, load_codec, progress, report};
@@ -83,27 +83,6 @@ pub fn run<B: Backend>(args: &EncodeArgs, global: &Global, device: B::Device) ->
     Ok(())
 }
 
-/// The header of a `.tkw` stream this codec writes with `layout`.
-pub fn tkw_header<B: Backend>(
-    codec: &Codec<B>,
-    layout: FrameLayout,
-    source_rate: u32,
-    original_samples: Option<u64>,
-) -> Header {
-    let config = codec.config();
-    Header {
-        version: container::VERSION,
-        model_id: codec.model_id().0,
-        sample_rate: config.sample_rate,
-        hop: config.hop() as u32,
-        stages: layout.stages as u8,
-        low_band: layout.low_band_digits() as u8,
-        bits_per_code: config.bits_per_code() as u8,
-        source_rate,
-        original_samples,
-    }
-}
-
 /// Encodes all of `source` into a `.tkw` stream on `out`; a seekable `out` also gets the
 /// exact length in its header.
 pub fn encode_to<B: Backend, W: Write + Seek>(
@@ -115,7 +94,7 @@ pub fn encode_to<B: Backend, W: Write + Seek>(
 ) -> Result<EncodeStats> {
     let started = Instant::now();
     let config = codec.config();
-    let mut header = tkw_header(codec, layout, source.reader().sample_rate(), None);
+    let mut header = codec.tkw_header(layout, source.reader().sample_rate(), None);
     let mut writer = TkwWriter::new(BufWriter::new(out), header.clone())?;
     let samples = encode_source(codec, &mut source, layout, |codes, samples_in| {
         bar.set_position(samples_in / u64::from(config.sample_rate));
@@ -143,7 +122,7 @@ pub fn encode_source<B: Backend>(
     layout: FrameLayout,
     mut emit: impl FnMut(&Codes, u64) -> Result<()>,
 ) -> Result<u64> {
-    let mut encoder = codec.layered_stream_encoder(layout)?;
+    let mut encoder = codec.stream_encoder(layout)?;
     let mut batch = Vec::with_capacity(BATCH_SAMPLES);
     while let Some(piece) = source.next_chunk()? {
         check_interrupt()?;

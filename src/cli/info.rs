@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::json;
-use tokenwave::ModelId;
-use tokenwave::bitstream::{Chunk, TkwReader};
+use tokenwave_core::ModelId;
+use tokenwave_core::bitstream::{Chunk, TkwReader};
 
 use super::decode::open_input;
 use super::{Global, load_weights};

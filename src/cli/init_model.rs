@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use burn::tensor::backend::Backend;
 use clap::Args;
-use tokenwave::CpuBackend;
-use tokenwave::model::{Model, weights};
+use tokenwave_core::CpuBackend;
+use tokenwave_core::model::{Model, weights};
 
 #[derive(Args)]
 pub struct InitModelArgs {
@@ -24,11 +24,6 @@ pub fn run(args: &InitModelArgs) -> Result<()> {
     let config = super::read_config(args.config.as_deref())?;
     if let Err(e) = config.validate() {
         bail!("invalid model config: {e}");
-    }
-    if config.codebook_dim != 0 || config.transposed_decoder {
-        bail!(
-            "codebook_dim and transposed_decoder are training experiments (`tokenwave train --config`); they make no usable weights yet"
-        );
     }
     let device = Default::default();
     CpuBackend::seed(&device, args.seed);

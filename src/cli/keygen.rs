@@ -16,8 +16,7 @@ pub fn run(args: &KeygenArgs) -> Result<()> {
     if args.file.exists() {
         bail!("{} already exists; a key is not overwritten (delete it first if you mean to)", args.file.display());
     }
-    let key: [u8; 32] = rand::random();
-    let text: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let text = tokenwave_live::Key::random().to_hex();
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

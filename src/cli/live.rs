@@ -10,7 +10,7 @@ use anyhow::Result;
 use burn::tensor::backend::Backend;
 use clap::Args;
 use serde_json::json;
-use tokenwave::audio::{Latency, Microphone, Speaker};
+use tokenwave_live::{Latency, Microphone, Speaker};
 
 use super::{Global, LayoutArgs, interrupted, load_codec, report};
 
@@ -43,8 +43,8 @@ pub fn run<B: Backend>(args: &LiveArgs, global: &Global, device: B::Device) -> R
     let layout = args.layout.live_layout(&codec)?;
     let rate = codec.config().sample_rate;
     let hop = codec.config().hop();
-    let mut encoder = codec.layered_stream_encoder(layout)?;
-    let mut decoder = codec.layered_stream_decoder(layout.low_band);
+    let mut encoder = codec.stream_encoder(layout)?;
+    let mut decoder = codec.stream_decoder(layout.low_band);
     // A frame waits a hop for its samples; the low band holds its output back one hop more.
     let lookahead_hops = if layout.low_band.is_some() { 2 } else { 1 };
     let mut speaker = Speaker::open(args.output_device.as_deref(), rate, Latency::Live)?;

@@ -18,7 +18,6 @@ mod init_model;
 mod keygen;
 mod live;
 mod output;
-mod plot;
 mod receive;
 mod roundtrip;
 mod send;
@@ -35,8 +34,8 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::backend::Backend;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use tokenwave::codec::FrameLayout;
-use tokenwave::{Codec, Weights};
+use tokenwave_core::FrameLayout;
+use tokenwave_core::{Codec, Weights};
 
 /// Set by the Ctrl-C handler; long loops check it and stop cleanly.
 pub(crate) static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -123,7 +122,7 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e)
             if interrupted()
-                && e.downcast_ref::<tokenwave::Error>().is_some_and(|e| matches!(e, tokenwave::Error::Interrupted)) =>
+                && e.downcast_ref::<tokenwave_core::Error>().is_some_and(|e| matches!(e, tokenwave_core::Error::Interrupted)) =>
         {
             eprintln!("tokenwave: interrupted; no output was written ({e:#})");
             ExitCode::from(EXIT_INTERRUPTED)
@@ -149,7 +148,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Keygen(args) => keygen::run(&args),
         Command::Train(args) => train::run(&args, &cli.global),
         command => match cli.global.device {
-            DeviceKind::Cpu => dispatch::<tokenwave::CpuBackend>(command, &cli.global, Default::default()),
+            DeviceKind::Cpu => dispatch::<tokenwave_core::CpuBackend>(command, &cli.global, Default::default()),
             DeviceKind::Cuda => run_cuda(command, &cli.global),
         },
     }
@@ -158,7 +157,7 @@ fn run(cli: Cli) -> Result<()> {
 #[cfg(feature = "cuda")]
 fn run_cuda(command: Command, global: &Global) -> Result<()> {
     let device = cuda_device()?;
-    dispatch::<tokenwave::CudaBackend>(command, global, device)
+    dispatch::<tokenwave_core::CudaBackend>(command, global, device)
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -169,8 +168,8 @@ fn run_cuda(_: Command, _: &Global) -> Result<()> {
 /// The first CUDA device, after checking that a tiny kernel really runs there: burn-cuda
 /// panics without a driver, and a user deserves a sentence instead.
 #[cfg(feature = "cuda")]
-pub(crate) fn cuda_device() -> Result<burn::tensor::Device<tokenwave::CudaBackend>> {
-    let device: burn::tensor::Device<tokenwave::CudaBackend> = Default::default();
+pub(crate) fn cuda_device() -> Result<burn::tensor::Device<tokenwave_core::CudaBackend>> {
+    let device: burn::tensor::Device<tokenwave_core::CudaBackend> = Default::default();
     let probe_device = device.clone();
     // burn-cuda may panic on a runtime thread, leaving the caller only a closed channel:
     // keep the first panic message of any thread, which names the real cause.
@@ -187,7 +186,7 @@ pub(crate) fn cuda_device() -> Result<burn::tensor::Device<tokenwave::CudaBacken
         record.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(|| message.to_owned());
     }));
     let works = std::panic::catch_unwind(move || {
-        let t = burn::tensor::Tensor::<tokenwave::CudaBackend, 1>::ones([4], &probe_device);
+        let t = burn::tensor::Tensor::<tokenwave_core::CudaBackend, 1>::ones([4], &probe_device);
         t.sum().into_scalar()
     });
     std::panic::set_hook(hook);
@@ -216,8 +215,8 @@ fn dispatch<B: Backend>(command: Command, global: &Global, device: B::Device) ->
 }
 
 /// A model config from a JSON file, or the default speech model's.
-pub fn read_config(path: Option<&std::path::Path>) -> Result<tokenwave::ModelConfig> {
-    let Some(path) = path else { return Ok(tokenwave::ModelConfig::default()) };
+pub fn read_config(path: Option<&std::path::Path>) -> Result<tokenwave_core::ModelConfig> {
+    let Some(path) = path else { return Ok(tokenwave_core::ModelConfig::default()) };
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not a valid model config", path.display()))
 }
@@ -235,10 +234,10 @@ pub fn load_codec<B: Backend>(global: &Global, device: B::Device) -> Result<Code
     Ok(Codec::new(&load_weights(global)?, device)?)
 }
 
-/// Fails with [`tokenwave::Error::Interrupted`] once Ctrl-C was pressed.
+/// Fails with [`tokenwave_core::Error::Interrupted`] once Ctrl-C was pressed.
 pub fn check_interrupt() -> Result<()> {
     if interrupted() {
-        return Err(tokenwave::Error::Interrupted.into());
+        return Err(tokenwave_core::Error::Interrupted.into());
     }
     Ok(())
 }

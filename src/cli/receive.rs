@@ -9,16 +9,15 @@
 use std::io::BufWriter;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use burn::tensor::backend::Backend;
 use clap::Args;
 use serde_json::json;
-use tokenwave::audio::{Latency, Speaker, WavSink};
-use tokenwave::net::{Event, JitterBuffer, JitterStats, Key, LinkStats, Playout, ReceiverLink, StreamInfo};
-use tokenwave::{Codec, Codes, StreamDecoder};
+use tokenwave_core::audio::WavSink;
+use tokenwave_core::{Codec, Codes, StreamDecoder};
+use tokenwave_live::{Latency, Playout, Receiver, Speaker, StreamInfo};
 
 use super::output::Output;
 use super::send::read_key;
@@ -47,31 +46,10 @@ pub struct ReceiveArgs {
     max_delay: u32,
 }
 
-/// A session whose sender has been silent this long is over.
-const QUIET_END: Duration = Duration::from_secs(2);
 /// The speaker is handed a frame when it has less than this much queued: a little over one
 /// 10 ms device period, so frames are taken a frame period apart, when the last one is
 /// nearly played, keeping the slack the jitter buffer set at the start.
 const SPEAKER_LOW_WATER: f64 = 0.012;
-
-/// What the network thread shares with the playout loop.
-struct Shared {
-    jitter: JitterBuffer,
-    /// Current sender and when its session began (the arrival clock's zero).
-    session: Option<(SocketAddr, Instant)>,
-    /// Sessions begun so far; the playout loop resets its decoder when this changes.
-    sessions: u64,
-    /// Low-band codes per frame of the current session's stream.
-    low_band: usize,
-    /// The sender said bye.
-    ended: bool,
-    last_packet: Instant,
-    link: LinkStats,
-    /// Why the network thread stopped, if it did.
-    failed: Option<tokenwave::Error>,
-    /// Jitter counters of sessions already over.
-    earlier: JitterStats,
-}
 
 pub fn run<B: Backend>(args: &ReceiveArgs, global: &Global, device: B::Device) -> Result<()> {
     let codec = load_codec::<B>(global, device)?;
@@ -83,61 +61,28 @@ pub fn run<B: Backend>(args: &ReceiveArgs, global: &Global, device: B::Device) -
     let config = codec.config();
     let frame_seconds = config.hop() as f64 / f64::from(config.sample_rate);
     let max_depth = ((f64::from(args.max_delay) / 1000.0 / frame_seconds) as usize).max(1);
-    let new_buffer = move || JitterBuffer::new(frame_seconds, 1, max_depth);
     let info = StreamInfo::new(config, codec.model_id(), config.max_stages, 8);
-    let shared = Arc::new(Mutex::new(Shared {
-        jitter: new_buffer(),
-        session: None,
-        sessions: 0,
-        low_band: 0,
-        ended: false,
-        last_packet: Instant::now(),
-        link: LinkStats::default(),
-        failed: None,
-        earlier: JitterStats::default(),
-    }));
-    let (bound_tx, bound_rx) = std::sync::mpsc::channel::<tokenwave::Result<SocketAddr>>();
-    let network_shared = Arc::clone(&shared);
-    std::thread::spawn(move || {
-        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(runtime) => runtime,
-            Err(e) => return bound_tx.send(Err(tokenwave::Error::io("cannot start the network thread", e))),
-        };
-        runtime.block_on(listen_loop(listen, key, info, network_shared, new_buffer, bound_tx));
-        Ok(())
-    });
-    let local = bound_rx.recv().map_err(|_| anyhow!("the network thread failed"))??;
+    let receiver = Receiver::start(listen, key, info, frame_seconds, max_depth)?;
     if !global.quiet {
-        eprintln!("tokenwave: listening on {local}");
+        eprintln!("tokenwave: listening on {}", receiver.local_addr());
     }
 
     let mut playout = Renderer::new(&codec, args)?;
     let started = Instant::now();
     let mut sessions_seen = 0;
     let mut window = Instant::now();
-    loop {
-        if interrupted() {
-            break;
-        }
-        let (sessions, low_band, active, ended_and_empty, quiet, failed) = {
-            let mut s = lock(&shared);
-            (
-                s.sessions,
-                s.low_band,
-                s.session.is_some(),
-                s.ended && s.jitter.depth() == 0,
-                s.session.is_some() && s.last_packet.elapsed() > QUIET_END,
-                s.failed.take(),
-            )
-        };
-        if let Some(e) = failed {
-            playout.abandon();
-            return Err(e.into());
-        }
-        if sessions == 0 {
-            if args.timeout.is_some_and(|t| started.elapsed().as_secs_f64() > t) {
-                let link = lock(&shared).link;
+    while !interrupted() {
+        let state = match receiver.state() {
+            Ok(state) => state,
+            Err(e) => {
                 playout.abandon();
+                return Err(e.into());
+            }
+        };
+        if state.sessions == 0 {
+            if args.timeout.is_some_and(|t| started.elapsed().as_secs_f64() > t) {
+                playout.abandon();
+                let link = state.link;
                 let hint = if link.other_version > 0 {
                     "a sender runs another tokenwave release, whose packets this one cannot read: run the same release at both ends"
                 } else {
@@ -156,17 +101,17 @@ pub fn run<B: Backend>(args: &ReceiveArgs, global: &Global, device: B::Device) -
             std::thread::sleep(Duration::from_millis(5));
             continue;
         }
-        if sessions != sessions_seen {
-            sessions_seen = sessions;
-            playout.restart(&codec, low_band)?;
+        if state.sessions != sessions_seen {
+            sessions_seen = state.sessions;
+            playout.restart(&codec, state.low_band)?;
         }
-        if active && (ended_and_empty || quiet) {
-            end_session(&shared);
+        if state.over {
+            receiver.end_session();
             if playout.to_file() {
                 break;
             }
         }
-        if !active && !ended_and_empty {
+        if !state.active || state.over {
             std::thread::sleep(Duration::from_millis(5));
             continue;
         }
@@ -174,23 +119,13 @@ pub fn run<B: Backend>(args: &ReceiveArgs, global: &Global, device: B::Device) -
             std::thread::sleep(Duration::from_millis(1));
             continue;
         }
-        let next = {
-            let mut s = lock(&shared);
-            let now = s.session.map_or(0.0, |(_, since)| since.elapsed().as_secs_f64());
-            s.jitter.pop(now)
-        };
-        playout.play(next)?;
+        playout.play(receiver.next_frame())?;
         if window.elapsed() >= Duration::from_secs(1) && !global.quiet && !global.json {
-            status_line(&shared, &playout, started, frame_seconds);
+            status_line(&receiver, &playout, started, frame_seconds);
             window = Instant::now();
         }
     }
-    let (jitter, link) = {
-        let mut s = lock(&shared);
-        let jitter = s.earlier + s.jitter.stats();
-        s.earlier = JitterStats::default();
-        (jitter, s.link)
-    };
+    let (jitter, link) = receiver.totals();
     let seconds = started.elapsed().as_secs_f64();
     let mean_delay_ms = jitter.waited_micros as f64 / 1000.0 / jitter.played.max(1) as f64;
     let heard = playout.finish()?;
@@ -225,65 +160,6 @@ pub fn run<B: Backend>(args: &ReceiveArgs, global: &Global, device: B::Device) -
     Ok(())
 }
 
-fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
-    shared.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn end_session(shared: &Mutex<Shared>) {
-    let mut s = lock(shared);
-    s.session = None;
-    s.ended = false;
-}
-
-/// Receives until the process ends; every authentic frame goes into the jitter buffer.
-async fn listen_loop(
-    listen: SocketAddr,
-    key: Key,
-    info: StreamInfo,
-    shared: Arc<Mutex<Shared>>,
-    new_buffer: impl Fn() -> JitterBuffer,
-    bound: std::sync::mpsc::Sender<tokenwave::Result<SocketAddr>>,
-) {
-    let mut link = match ReceiverLink::bind(listen, &key, info).await {
-        Ok(link) => link,
-        Err(e) => {
-            let _ = bound.send(Err(e));
-            return;
-        }
-    };
-    let _ = bound.send(link.local_addr());
-    loop {
-        let event = link.next().await;
-        let mut s = lock(&shared);
-        s.link = link.stats();
-        match event {
-            Ok(Event::Started { peer, info, .. }) => {
-                s.low_band = usize::from(info.low_band);
-                let finished = std::mem::replace(&mut s.jitter, new_buffer()).stats();
-                s.earlier = s.earlier + finished;
-                s.session = Some((peer, Instant::now()));
-                s.sessions += 1;
-                s.ended = false;
-                s.last_packet = Instant::now();
-            }
-            Ok(Event::Frames { first, codes }) => {
-                let Some((_, since)) = s.session else { continue };
-                let arrival = since.elapsed().as_secs_f64();
-                s.last_packet = Instant::now();
-                for f in 0..codes.frames() {
-                    s.jitter.insert(u64::from(first) + f as u64, codes.frame(f).to_vec(), arrival);
-                }
-            }
-            Ok(Event::Ended) => s.ended = true,
-            Ok(Event::Dropped(_) | Event::Stale) => {}
-            Err(e) => {
-                s.failed = Some(e);
-                return;
-            }
-        }
-    }
-}
-
 /// Where decoded frames go, and the clock that asks for them.
 struct Renderer<B: Backend> {
     decoder: StreamDecoder<B>,
@@ -311,7 +187,7 @@ impl<B: Backend> Renderer<B> {
             None => (Some(Speaker::open(args.output_device.as_deref(), rate, Latency::Live)?), None),
         };
         Ok(Self {
-            decoder: codec.stream_decoder(),
+            decoder: codec.stream_decoder(None),
             speaker,
             wav,
             hop: codec.config().hop(),
@@ -334,7 +210,7 @@ impl<B: Backend> Renderer<B> {
     /// A new session, whose frames end with `low_band` low-band codes: fresh decoder state.
     fn restart(&mut self, codec: &Codec<B>, low_band: usize) -> Result<()> {
         let layer = if low_band == 0 { None } else { Some(codec.low_band(low_band)?) };
-        self.decoder = codec.layered_stream_decoder(layer);
+        self.decoder = codec.stream_decoder(layer);
         self.started = false;
         Ok(())
     }
@@ -413,23 +289,22 @@ impl<B: Backend> Renderer<B> {
     }
 }
 
-fn status_line<B: Backend>(shared: &Mutex<Shared>, playout: &Renderer<B>, started: Instant, frame_seconds: f64) {
-    let s = lock(shared);
-    let stats = s.jitter.stats();
-    let periods = (stats.played + stats.concealed).max(1);
-    let peer = s.session.map_or_else(|| "nobody".to_string(), |(peer, _)| peer.to_string());
+fn status_line<B: Backend>(receiver: &Receiver, playout: &Renderer<B>, started: Instant, frame_seconds: f64) {
+    let b = receiver.buffer();
+    let periods = (b.stats.played + b.stats.concealed).max(1);
+    let peer = b.peer.map_or_else(|| "nobody".to_string(), |peer| peer.to_string());
     eprintln!(
         "receive {:>5.0} s | from {peer} | buffer {} frames ({:.0} ms, jitter {:.1} ms) | concealed {:.1}% | late {} | refused {} unauthenticated, {} replayed, {} malformed, {} of another release | underruns {}",
         started.elapsed().as_secs_f64(),
-        s.jitter.depth(),
-        s.jitter.depth() as f64 * frame_seconds * 1000.0,
-        s.jitter.jitter_seconds() * 1000.0,
-        stats.concealed as f64 / periods as f64 * 100.0,
-        stats.late,
-        s.link.unauthenticated,
-        s.link.replayed,
-        s.link.malformed,
-        s.link.other_version,
+        b.depth,
+        b.depth as f64 * frame_seconds * 1000.0,
+        b.jitter_seconds * 1000.0,
+        b.stats.concealed as f64 / periods as f64 * 100.0,
+        b.stats.late,
+        b.link.unauthenticated,
+        b.link.replayed,
+        b.link.malformed,
+        b.link.other_version,
         playout.speaker.as_ref().map_or(0, Speaker::underruns),
     );
 }

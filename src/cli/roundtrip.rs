@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use burn::tensor::backend::Backend;
 use clap::Args;
 use serde_json::json;
-use tokenwave::audio::AudioSource;
+use tokenwave_core::audio::AudioSource;
 
 use super::decode::decode_to;
 use super::encode::encode_to;

@@ -12,10 +12,11 @@ use anyhow::{Context, Result, anyhow, bail};
 use burn::tensor::backend::Backend;
 use clap::Args;
 use serde_json::json;
-use tokenwave::audio::{AudioSource, Microphone};
-use tokenwave::codec::FrameLayout;
-use tokenwave::net::{Key, SendOptions, SenderLink, StreamInfo};
-use tokenwave::{Codec, Codes};
+use tokenwave_core::audio::AudioSource;
+use tokenwave_live::Microphone;
+use tokenwave_core::FrameLayout;
+use tokenwave_live::{Key, SendOptions, SenderLink, StreamInfo};
+use tokenwave_core::{Codec, Codes};
 use tokio::sync::mpsc;
 
 use super::{Global, LayoutArgs, interrupted, load_codec, report};
@@ -81,7 +82,7 @@ pub fn run<B: Backend>(args: &SendArgs, global: &Global, device: B::Device) -> R
     let paced = args.input.is_some();
 
     let (frames_in, frames_out) = mpsc::channel::<Codes>(QUEUE_FRAMES);
-    let (connected_tx, connected_rx) = std::sync::mpsc::channel::<tokenwave::Result<()>>();
+    let (connected_tx, connected_rx) = std::sync::mpsc::channel::<tokenwave_live::Result<()>>();
     let network = std::thread::spawn(move || -> Result<Sent> {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         runtime.block_on(stream(to, key, info, options, frame_seconds, paced, frames_out, connected_tx))
@@ -142,7 +143,7 @@ async fn stream(
     frame_seconds: f64,
     paced: bool,
     mut frames: mpsc::Receiver<Codes>,
-    connected: std::sync::mpsc::Sender<tokenwave::Result<()>>,
+    connected: std::sync::mpsc::Sender<tokenwave_live::Result<()>>,
 ) -> Result<Sent> {
     let mut link = match SenderLink::connect(to, &key, info, options).await {
         Ok(link) => {
@@ -181,7 +182,7 @@ fn encode_file<B: Backend>(
     let hop = codec.config().hop();
     let limit = seconds.map(|s| (s * f64::from(rate)) as u64);
     let mut source = AudioSource::open(path, rate)?;
-    let mut encoder = codec.layered_stream_encoder(layout)?;
+    let mut encoder = codec.stream_encoder(layout)?;
     let mut busy = Duration::ZERO;
     while let Some(piece) = source.next_chunk()? {
         if interrupted() || limit.is_some_and(|l| encoder.samples_in() >= l) {
@@ -214,7 +215,7 @@ fn encode_microphone<B: Backend>(
     let rate = codec.config().sample_rate;
     let hop = codec.config().hop();
     let mut microphone = Microphone::open(args.input_device.as_deref(), rate)?;
-    let mut encoder = codec.layered_stream_encoder(layout)?;
+    let mut encoder = codec.stream_encoder(layout)?;
     let started = Instant::now();
     let (mut busy, mut window_busy, mut window_start) = (Duration::ZERO, Duration::ZERO, Instant::now());
     let mut pending: Vec<f32> = Vec::new();

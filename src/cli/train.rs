@@ -6,7 +6,7 @@ use anyhow::{Result, bail};
 use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
 use clap::Args;
-use tokenwave::train::{Event, TrainOptions, train};
+use tokenwave_train::{Event, TrainOptions, train};
 
 use super::{DeviceKind, Global, INTERRUPTED};
 
@@ -32,29 +32,9 @@ pub struct TrainArgs {
     /// identity: a trained model gains capacity and keeps what it learned.
     #[arg(long, value_name = "N", default_value_t = 0, requires = "init_from")]
     grow_decoder: usize,
-    /// Add this many blocks to the spectral encoder of the --init-from weights, likewise.
+    /// Add this many blocks to the encoder of the --init-from weights, likewise.
     #[arg(long, value_name = "N", default_value_t = 0, requires = "init_from")]
     grow_encoder: usize,
-    /// Switch the --init-from weights' decoder to accumulated phase (each frame's phase a
-    /// change from the last one's), its phase outputs starting at no change: the learned
-    /// magnitudes are kept, the phase is learned anew.
-    #[arg(long, requires = "init_from")]
-    accumulate_phase: bool,
-    /// Switch the --init-from weights' decoder to magnitudes only, on two synthesis frames
-    /// per hop, the phase rebuilt from them as it decodes (phase-gradient integration); the
-    /// magnitudes are also fitted to the original's directly.
-    #[arg(long, requires = "init_from", conflicts_with = "accumulate_phase")]
-    rebuild_phase: bool,
-    /// Give the --init-from weights' decoder a harmonic source of K harmonics (an oscillator
-    /// bank at the predicted pitch, trained on a pitch tracker's targets), starting quiet so
-    /// the decoder first sounds as before.
-    #[arg(long, value_name = "K", default_value_t = 0, requires = "init_from")]
-    add_harmonics: usize,
-    /// Give the harmonic source (of the --init-from weights, or the one --add-harmonics
-    /// adds) a voicing gate: on frames judged voiced the inverse-STFT head falls silent below
-    /// 3 kHz and the source carries the voice alone.
-    #[arg(long, requires = "init_from")]
-    add_voicing_gate: bool,
     /// Stop after this many steps in total (also the length of the learning-rate schedule).
     #[arg(long, default_value_t = 200_000)]
     steps: u64,
@@ -71,23 +51,6 @@ pub struct TrainArgs {
     /// stop near-silent bins from dominating (validation figures always use 1e-5).
     #[arg(long, default_value_t = 1e-5, value_name = "X", allow_negative_numbers = true)]
     loss_floor: f64,
-    /// Weight of the phase-derivative loss (frame-to-frame and bin-to-bin phase steps against
-    /// the input's); 0 turns it off.
-    #[arg(long, default_value_t = 0.0, value_name = "W", allow_negative_numbers = true)]
-    phase_loss: f64,
-    /// Weight of the intelligibility loss (1 − STOI-style correlation of one-third-octave
-    /// band envelopes over 384 ms segments); 0 turns it off.
-    #[arg(long, default_value_t = 0.0, value_name = "W", allow_negative_numbers = true)]
-    stoi_loss: f64,
-    /// Weight of the frame-consistency loss (how much the decoder's overlapping synthesis
-    /// frames disagree on the samples they share: incoherent phase); 0 turns it off.
-    #[arg(long, default_value_t = 0.0, value_name = "W", allow_negative_numbers = true)]
-    consistency_loss: f64,
-    /// Weight of the adversarial and feature-matching losses against a critic of complex
-    /// spectra trained alongside (asks for phase that is coherent, not the input's); 0: no
-    /// critic. Best started from a trained model (--init-from, or --resume).
-    #[arg(long, default_value_t = 0.0, value_name = "W", allow_negative_numbers = true)]
-    adversarial: f64,
     /// Seed of a new run.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -126,18 +89,6 @@ pub fn run(args: &TrainArgs, global: &Global) -> Result<()> {
     if !(args.loss_floor > 0.0 && args.loss_floor < 1.0) {
         bail!("--loss-floor must be between 0 and 1 (exclusive), got {}", args.loss_floor);
     }
-    if !(args.phase_loss >= 0.0 && args.phase_loss.is_finite()) {
-        bail!("--phase-loss must be a finite weight of 0 or more, got {}", args.phase_loss);
-    }
-    if !(args.stoi_loss >= 0.0 && args.stoi_loss.is_finite()) {
-        bail!("--stoi-loss must be a finite weight of 0 or more, got {}", args.stoi_loss);
-    }
-    if !(args.consistency_loss >= 0.0 && args.consistency_loss.is_finite()) {
-        bail!("--consistency-loss must be a finite weight of 0 or more, got {}", args.consistency_loss);
-    }
-    if !(args.adversarial >= 0.0 && args.adversarial.is_finite()) {
-        bail!("--adversarial must be a finite weight of 0 or more, got {}", args.adversarial);
-    }
     let options = TrainOptions {
         data: args.data.clone(),
         out: args.out.clone(),
@@ -147,32 +98,24 @@ pub fn run(args: &TrainArgs, global: &Global) -> Result<()> {
         init_from: args.init_from.clone(),
         grow_decoder: args.grow_decoder,
         grow_encoder: args.grow_encoder,
-        accumulate_phase: args.accumulate_phase,
-        rebuild_phase: args.rebuild_phase,
-        add_harmonics: args.add_harmonics,
-        add_voicing_gate: args.add_voicing_gate,
         steps: args.steps,
         batch: args.batch,
         learning_rate: args.lr,
         loss_floor: args.loss_floor,
-        phase_weight: args.phase_loss,
-        intelligibility_weight: args.stoi_loss,
-        consistency_weight: args.consistency_loss,
-        adversarial_weight: args.adversarial,
         seed: args.seed,
         focus_stages: args.focus_stages,
         checkpoint_minutes: args.checkpoint_minutes,
         workers,
     };
     match global.device {
-        DeviceKind::Cpu => run_on::<Autodiff<tokenwave::CpuBackend>>(&options, global, Default::default()),
+        DeviceKind::Cpu => run_on::<Autodiff<tokenwave_core::CpuBackend>>(&options, global, Default::default()),
         DeviceKind::Cuda => run_cuda(&options, global),
     }
 }
 
 #[cfg(feature = "cuda")]
 fn run_cuda(options: &TrainOptions, global: &Global) -> Result<()> {
-    run_on::<Autodiff<tokenwave::CudaBackend>>(options, global, super::cuda_device()?)
+    run_on::<Autodiff<tokenwave_core::CudaBackend>>(options, global, super::cuda_device()?)
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -198,7 +141,7 @@ where
             let worst = log.codebooks.iter().take(log.stages).map(|s| s.utilization).fold(1.0f32, f32::min);
             if !quiet {
                 eprintln!(
-                    "step {}/{steps} | {:.2} audio-s/s | loss {:.3} (sc {:.3} mag {:.3} mel {:.3} wav {:.4}{} commit {:.4}) | stages {} | worst codebook use {:.0}% | lr {:.2e}",
+                    "step {}/{steps} | {:.2} audio-s/s | loss {:.3} (sc {:.3} mag {:.3} mel {:.3} wav {:.4} commit {:.4}) | stages {} | worst codebook use {:.0}% | lr {:.2e}",
                     log.step,
                     log.audio_seconds_per_second,
                     log.loss,
@@ -206,16 +149,6 @@ where
                     log.log_magnitude,
                     log.mel,
                     log.waveform,
-                    log.phase.map(|p| format!(" phase {p:.3}")).unwrap_or_default()
-                        + &log.intelligibility.map(|i| format!(" stoi {i:.3}")).unwrap_or_default()
-                        + &log.consistency.map(|c| format!(" disagree {c:.3}")).unwrap_or_default()
-                        + &log.magnitude.map(|m| format!(" frames {m:.3}")).unwrap_or_default()
-                        + &log.pitch.map(|p| format!(" pitch {p:.3}")).unwrap_or_default()
-                        + &log.amplitude.map(|a| format!(" harm {a:.3}")).unwrap_or_default()
-                        + &log.voicing.map(|v| format!(" voicing {v:.3}")).unwrap_or_default()
-                        + &log.adversarial.map(|a| format!(" adv {a:.3}")).unwrap_or_default()
-                        + &log.feature_matching.map(|f| format!(" fm {f:.3}")).unwrap_or_default()
-                        + &log.critic.map(|c| format!(" critic {c:.3}")).unwrap_or_default(),
                     log.commitment,
                     log.stages,
                     worst * 100.0,
@@ -237,9 +170,6 @@ where
             eprintln!("validation at step {}: log-mel L1 {}", log.step, figures.join(", "));
         }
         Event::Checkpoint { step } if !quiet => eprintln!("checkpoint at step {step}"),
-        Event::OneWorker => eprintln!(
-            "warning: the comparison designs (transposed decoder, low-dimensional codebooks) train on one worker; --workers ignored"
-        ),
         _ => {}
     };
     let last = train::<B>(options, device, &INTERRUPTED, &mut report)?;

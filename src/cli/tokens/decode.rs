@@ -9,9 +9,10 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::backend::Backend;
 use clap::Args;
 use serde_json::json;
-use tokenwave::audio::{Latency, Resampler, Speaker, WavSink};
-use tokenwave::tokens::{self, JsonlFrames, TokenFormat, npy_metadata_path};
-use tokenwave::{Codec, Codes};
+use tokenwave_core::audio::{Resampler, WavSink};
+use tokenwave_live::{Latency, Speaker};
+use tokenwave_core::tokens::{self, JsonlFrames, TokenFormat, npy_metadata_path};
+use tokenwave_core::{Codec, Codes};
 
 use super::super::output::Output;
 use super::super::{Global, check_interrupt, load_codec, report};
@@ -168,7 +169,7 @@ fn render_array<B: Backend, W: std::io::Write + std::io::Seek>(
         bail!("the token array holds no frames");
     }
     sink.limit = tokens.meta.samples;
-    let mut decoder = codec.stream_decoder();
+    let mut decoder = codec.stream_decoder(None);
     let frames = tokens.codes.frames();
     for start in (0..frames).step_by(MAX_FRAMES_PER_STEP * 20) {
         check_interrupt()?;
@@ -189,7 +190,7 @@ fn render_jsonl<B: Backend, W: std::io::Write + std::io::Seek>(
 ) -> Result<usize> {
     let mut frames = JsonlFrames::new(input, codec.config(), codec.model_id())?;
     sink.limit = frames.meta().and_then(|m| m.samples);
-    let (send, receive) = mpsc::sync_channel::<tokenwave::Result<Vec<u16>>>(4 * MAX_FRAMES_PER_STEP);
+    let (send, receive) = mpsc::sync_channel::<tokenwave_core::Result<Vec<u16>>>(4 * MAX_FRAMES_PER_STEP);
     std::thread::spawn(move || {
         loop {
             let next = frames.next_frame().transpose();
@@ -204,7 +205,7 @@ fn render_jsonl<B: Backend, W: std::io::Write + std::io::Seek>(
             }
         }
     });
-    let mut decoder = codec.stream_decoder();
+    let mut decoder = codec.stream_decoder(None);
     let mut total = 0;
     while let Ok(first) = receive.recv() {
         check_interrupt()?;

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::backend::Backend;
 use clap::Args;
 use serde_json::json;
-use tokenwave::tokens::TokenFormat;
+use tokenwave_core::tokens::TokenFormat;
 
 use super::super::{Global, RateArgs, load_codec, report};
 use super::{FormatArg, LayoutArg, tokenize, write_tokens};

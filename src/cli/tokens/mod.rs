@@ -10,14 +10,14 @@ use std::path::Path;
 use anyhow::{Result, bail};
 use burn::tensor::backend::Backend;
 use clap::{Args, Subcommand, ValueEnum};
-use tokenwave::audio::AudioSource;
-use tokenwave::tokens::{Layout, TokenFormat, TokenMeta, Tokens, npy_metadata_path};
-use tokenwave::{Codec, Codes};
+use tokenwave_core::audio::AudioSource;
+use tokenwave_core::tokens::{Layout, TokenFormat, TokenMeta, Tokens, npy_metadata_path};
+use tokenwave_core::{Codec, Codes};
 
 use super::Global;
 use super::encode::encode_source;
 use super::output::Output;
-use tokenwave::codec::FrameLayout;
+use tokenwave_core::FrameLayout;
 
 #[derive(Args)]
 pub struct TokensArgs {

@@ -1,0 +1,49 @@
+//! Encodes a file to an in-memory `.tkw` stream with the library API, reads it back and
+//! decodes it: what `tokenwave encode` and `decode` do, without the CLI.
+//!
+//! `cargo run --release --example file_codec -- samples/speech_cs.wav`
+
+use std::io::Cursor;
+
+use tokenwave_core::audio::AudioSource;
+use tokenwave_core::bitstream::{Chunk, Header, TkwReader, TkwWriter, container};
+use tokenwave_core::{Codec, Codes, CpuBackend, Weights};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let input = std::env::args().nth(1).ok_or("usage: file_codec INPUT")?;
+    let codec = Codec::<CpuBackend>::new(&Weights::embedded()?, Default::default())?;
+    let config = codec.config();
+    let mut source = AudioSource::open(input.as_ref(), config.sample_rate)?;
+    let mut samples = Vec::new();
+    while let Some(piece) = source.next_chunk()? {
+        samples.extend(piece);
+    }
+    let codes = codec.encode(&samples, FrameLayout::neural(6))?;
+    let header = Header {
+        version: container::VERSION,
+        model_id: codec.model_id().0,
+        sample_rate: config.sample_rate,
+        hop: config.hop() as u32,
+        stages: 6,
+        low_band: 0,
+        bits_per_code: config.bits_per_code() as u8,
+        source_rate: source.reader().sample_rate(),
+        original_samples: Some(samples.len() as u64),
+    };
+    let mut writer = TkwWriter::new(Vec::new(), header)?;
+    writer.write(&codes)?;
+    let bytes = writer.finish(samples.len() as u64)?;
+    println!("{} samples -> {} frames -> {} bytes", samples.len(), codes.frames(), bytes.len());
+
+    let mut reader = TkwReader::open(Cursor::new(bytes))?;
+    let mut read = Codes::empty(6);
+    while let Some(chunk) = reader.next_chunk()? {
+        if let Chunk::Codes(c) = chunk {
+            read.extend(&c)?;
+        }
+    }
+    let mut decoded = codec.decode(&read, None)?;
+    decoded.truncate(reader.total_samples().unwrap_or(0) as usize);
+    println!("decoded {} samples", decoded.len());
+    Ok(())
+}
