@@ -10,7 +10,7 @@ use serde_json::json;
 use tokenwave_core::audio::find_audio_files;
 use tokenwave_core::{Codec, FrameLayout};
 use tokenwave_eval::LogMel;
-use tokenwave_eval::harness::{Scores, System, code_clip, load_clip};
+use tokenwave_eval::harness::{Coded, Scores, System, code_clip, load_clip};
 
 use super::{Global, check_interrupt, load_codec, report};
 
@@ -193,22 +193,7 @@ pub fn run<B: Backend>(args: &EvalArgs, global: &Global, device: B::Device) -> R
             "systems": systems.iter().zip(&coded).map(|((n, _), c)| json!({"system": n, "scores": c.scores})).collect::<Vec<_>>(),
         }));
         if !plotted && let Some(path) = &args.plot {
-            let rows: Vec<(String, Vec<f32>)> = systems
-                .iter()
-                .zip(&coded)
-                .filter(|((_, system), _)| matches!(system, System::Tokenwave(_)))
-                .map(|((name, _), c)| (name.clone(), c.decoded.clone()))
-                .collect();
-            tokenwave_eval::plot::spectrograms(path, rate, &reference, &rows)?;
-            if !global.quiet {
-                let panels: Vec<&str> = rows.iter().map(|(name, _)| name.as_str()).collect();
-                eprintln!(
-                    "tokenwave: wrote {}: spectrograms of {}, top to bottom: original, {}",
-                    path.display(),
-                    file.display(),
-                    panels.join(", ")
-                );
-            }
+            plot(path, file, &reference, &systems, &coded, global)?;
             plotted = true;
         }
         for (all, c) in per_system.iter_mut().zip(coded) {
@@ -220,26 +205,6 @@ pub fn run<B: Backend>(args: &EvalArgs, global: &Global, device: B::Device) -> R
     }
     let utilization = usage.shares(layouts.iter().map(|layout| layout.stages).max().unwrap_or(0));
     let means: Vec<Scores> = per_system.iter().map(|all| Scores::mean(all)).collect();
-    let mut table = format!(
-        "mean over {} clips ({} skipped):\n  {:<36} {:>7} {:>6} {:>6} {:>8} {:>8} {:>7}\n",
-        clips.len(),
-        skipped.len(),
-        "system",
-        "kbps",
-        "STOI",
-        "ESTOI",
-        "SI-SDR",
-        "log-mel",
-        "RTF"
-    );
-    for ((name, _), s) in systems.iter().zip(&means) {
-        table.push_str(&format!("  {name:<36} {}\n", row(s)));
-    }
-    table.push_str(&format!(
-        "codebook utilization over all clips (share of codes used), stage 1..{}: {}",
-        utilization.len(),
-        utilization.iter().map(|u| format!("{:.0}%", u * 100.0)).collect::<Vec<_>>().join(" ")
-    ));
     let json = json!({
         "model_id": codec.model_id().to_string(), "clips": clips, "skipped": skipped,
         "mean": systems.iter().zip(&means).map(|((n, _), s)| json!({"system": n, "scores": s})).collect::<Vec<_>>(),
@@ -249,9 +214,54 @@ pub fn run<B: Backend>(args: &EvalArgs, global: &Global, device: B::Device) -> R
     if global.json || global.quiet {
         report(global, false, json, String::new());
     } else {
-        outln!("{table}");
+        outln!("{}", table(&systems, &means, &utilization, clips.len(), skipped.len()));
     }
     Ok(())
+}
+
+/// Spectrograms of `reference` and of tokenwave's outputs of it, to the PNG `path`.
+fn plot(
+    path: &std::path::Path,
+    file: &std::path::Path,
+    reference: &[f32],
+    systems: &[(String, System)],
+    coded: &[Coded],
+    global: &Global,
+) -> Result<()> {
+    let rows: Vec<(String, Vec<f32>)> = systems
+        .iter()
+        .zip(coded)
+        .filter(|((_, system), _)| matches!(system, System::Tokenwave(_)))
+        .map(|((name, _), c)| (name.clone(), c.decoded.clone()))
+        .collect();
+    tokenwave_eval::plot::spectrograms(path, tokenwave_eval::harness::RATE, reference, &rows)?;
+    if !global.quiet {
+        let panels: Vec<&str> = rows.iter().map(|(name, _)| name.as_str()).collect();
+        eprintln!(
+            "tokenwave: wrote {}: spectrograms of {}, top to bottom: original, {}",
+            path.display(),
+            file.display(),
+            panels.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// The table of means, one row a system, and the codebook use.
+fn table(systems: &[(String, System)], means: &[Scores], utilization: &[f64], clips: usize, skipped: usize) -> String {
+    let mut table = format!(
+        "mean over {clips} clips ({skipped} skipped):\n  {:<36} {:>7} {:>6} {:>6} {:>8} {:>8} {:>7}\n",
+        "system", "kbps", "STOI", "ESTOI", "SI-SDR", "log-mel", "RTF"
+    );
+    for ((name, _), s) in systems.iter().zip(means) {
+        table.push_str(&format!("  {name:<36} {}\n", row(s)));
+    }
+    table.push_str(&format!(
+        "codebook utilization over all clips (share of codes used), stage 1..{}: {}",
+        utilization.len(),
+        utilization.iter().map(|u| format!("{:.0}%", u * 100.0)).collect::<Vec<_>>().join(" ")
+    ));
+    table
 }
 
 fn row(s: &Scores) -> String {

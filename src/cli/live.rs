@@ -78,19 +78,11 @@ pub fn run<B: Backend>(args: &LiveArgs, global: &Global, device: B::Device) -> R
             pending.drain(..whole);
         }
         if window_start.elapsed() >= Duration::from_secs(1) && !global.quiet && !global.json {
-            let latency = (pending.len() as f64 / f64::from(rate) + speaker.queued_seconds()) * 1000.0
-                + (hop * lookahead_hops) as f64 / f64::from(rate) * 1000.0
-                + worst_compute.as_secs_f64() * 1000.0;
-            eprintln!(
-                "live {:>5.0} s | latency ~{latency:.0} ms + device buffers | {:.1} kbps | model thread {:.0}% of a core | underruns {} overruns {} xruns {} | {:.0} ms dropped to keep latency",
-                started.elapsed().as_secs_f64(),
-                codec.config().bitrate(encoder.codes_per_frame()) / 1000.0,
-                window_busy.as_secs_f64() / window_start.elapsed().as_secs_f64() * 100.0,
-                speaker.underruns(),
-                microphone.overruns(),
-                speaker.xruns() + microphone.xruns(),
-                dropped as f64 / f64::from(rate) * 1000.0,
-            );
+            let queued = pending.len() as f64 / f64::from(rate) + speaker.queued_seconds();
+            let latency_ms = (queued + (hop * lookahead_hops) as f64 / f64::from(rate) + worst_compute.as_secs_f64()) * 1000.0;
+            let kbps = codec.config().bitrate(encoder.codes_per_frame()) / 1000.0;
+            let busy = window_busy.as_secs_f64() / window_start.elapsed().as_secs_f64();
+            status_line(started, latency_ms, kbps, busy, (&speaker, &microphone), dropped as f64 / f64::from(rate));
             model_busy += window_busy;
             window_busy = Duration::ZERO;
             window_start = Instant::now();
@@ -117,4 +109,17 @@ pub fn run<B: Backend>(args: &LiveArgs, global: &Global, device: B::Device) -> R
         ),
     );
     Ok(())
+}
+
+/// The once-a-second status line: latency, rate, model load and what the devices lost.
+fn status_line(started: Instant, latency_ms: f64, kbps: f64, busy: f64, (speaker, microphone): (&Speaker, &Microphone), dropped_seconds: f64) {
+    eprintln!(
+        "live {:>5.0} s | latency ~{latency_ms:.0} ms + device buffers | {kbps:.1} kbps | model thread {:.0}% of a core | underruns {} overruns {} xruns {} | {:.0} ms dropped to keep latency",
+        started.elapsed().as_secs_f64(),
+        busy * 100.0,
+        speaker.underruns(),
+        microphone.overruns(),
+        speaker.xruns() + microphone.xruns(),
+        dropped_seconds * 1000.0,
+    );
 }

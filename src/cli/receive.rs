@@ -11,13 +11,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use burn::tensor::backend::Backend;
 use clap::Args;
 use serde_json::json;
 use tokenwave_core::audio::WavSink;
 use tokenwave_core::{Codec, Codes, StreamDecoder};
-use tokenwave_live::{Latency, Playout, Receiver, Speaker, StreamInfo};
+use tokenwave_live::{JitterStats, Latency, LinkStats, Playout, Receiver, Speaker, StreamInfo};
 
 use super::output::Output;
 use super::send::read_key;
@@ -82,21 +82,7 @@ pub fn run<B: Backend>(args: &ReceiveArgs, global: &Global, device: B::Device) -
         if state.sessions == 0 {
             if args.timeout.is_some_and(|t| started.elapsed().as_secs_f64() > t) {
                 playout.abandon();
-                let link = state.link;
-                let hint = if link.other_version > 0 {
-                    "a sender runs another tokenwave release, whose packets this one cannot read: run the same release at both ends"
-                } else {
-                    "check the address and that both ends use the same key file"
-                };
-                bail!(
-                    "no sender connected within {} s ({} packets refused: {} unauthenticated, {} replayed, {} malformed, {} of another release); {hint}",
-                    args.timeout.unwrap_or_default(),
-                    link.unauthenticated + link.replayed + link.malformed + link.other_version,
-                    link.unauthenticated,
-                    link.replayed,
-                    link.malformed,
-                    link.other_version
-                );
+                return Err(nobody_came(args.timeout.unwrap_or_default(), state.link));
             }
             std::thread::sleep(Duration::from_millis(5));
             continue;
@@ -126,19 +112,41 @@ pub fn run<B: Backend>(args: &ReceiveArgs, global: &Global, device: B::Device) -
         }
     }
     let (jitter, link) = receiver.totals();
-    let seconds = started.elapsed().as_secs_f64();
-    let mean_delay_ms = jitter.waited_micros as f64 / 1000.0 / jitter.played.max(1) as f64;
     let heard = playout.finish()?;
     if sessions_seen == 0 {
         bail!("no sender connected; nothing was received");
     }
+    summary(global, started.elapsed().as_secs_f64(), heard, sessions_seen, jitter, link);
+    Ok(())
+}
+
+/// Why no sender connected within `timeout` seconds, from what the link refused.
+fn nobody_came(timeout: f64, link: LinkStats) -> anyhow::Error {
+    let hint = if link.other_version > 0 {
+        "a sender runs another tokenwave release, whose packets this one cannot read: run the same release at both ends"
+    } else {
+        "check the address and that both ends use the same key file"
+    };
+    anyhow!(
+        "no sender connected within {timeout} s ({} packets refused: {} unauthenticated, {} replayed, {} malformed, {} of another release); {hint}",
+        link.unauthenticated + link.replayed + link.malformed + link.other_version,
+        link.unauthenticated,
+        link.replayed,
+        link.malformed,
+        link.other_version
+    )
+}
+
+/// The closing report of a receive.
+fn summary(global: &Global, seconds: f64, heard: f64, sessions: u64, jitter: JitterStats, link: LinkStats) {
+    let mean_delay_ms = jitter.waited_micros as f64 / 1000.0 / jitter.played.max(1) as f64;
     let periods = jitter.played + jitter.concealed;
     let concealed_share = if periods == 0 { 0.0 } else { jitter.concealed as f64 / periods as f64 };
     report(
         global,
         false,
         json!({
-            "seconds": seconds, "heard_seconds": heard, "sessions": sessions_seen,
+            "seconds": seconds, "heard_seconds": heard, "sessions": sessions,
             "frames_played": jitter.played, "frames_concealed": jitter.concealed, "concealed_share": concealed_share,
             "late": jitter.late, "redundant_or_duplicate": jitter.duplicate, "trimmed": jitter.trimmed,
             "packets_accepted": link.accepted, "bytes_accepted": link.accepted_bytes,
@@ -157,7 +165,6 @@ pub fn run<B: Backend>(args: &ReceiveArgs, global: &Global, device: B::Device) -
             link.other_version
         ),
     );
-    Ok(())
 }
 
 /// Where decoded frames go, and the clock that asks for them.

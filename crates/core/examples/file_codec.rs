@@ -6,8 +6,7 @@
 use std::io::Cursor;
 
 use tokenwave_core::audio::AudioSource;
-use tokenwave_core::bitstream::{Chunk, Header, TkwReader, TkwWriter, container};
-use tokenwave_core::{Codec, Codes, CpuBackend, Weights};
+use tokenwave_core::{Chunk, Codec, Codes, CpuBackend, FrameLayout, TkwReader, TkwWriter, Weights};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let input = std::env::args().nth(1).ok_or("usage: file_codec INPUT")?;
@@ -18,18 +17,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     while let Some(piece) = source.next_chunk()? {
         samples.extend(piece);
     }
-    let codes = codec.encode(&samples, FrameLayout::neural(6))?;
-    let header = Header {
-        version: container::VERSION,
-        model_id: codec.model_id().0,
-        sample_rate: config.sample_rate,
-        hop: config.hop() as u32,
-        stages: 6,
-        low_band: 0,
-        bits_per_code: config.bits_per_code() as u8,
-        source_rate: source.reader().sample_rate(),
-        original_samples: Some(samples.len() as u64),
-    };
+    let layout = FrameLayout::neural(6);
+    let codes = codec.encode(&samples, layout)?;
+    let header = codec.tkw_header(layout, source.reader().sample_rate(), Some(samples.len() as u64));
     let mut writer = TkwWriter::new(Vec::new(), header)?;
     writer.write(&codes)?;
     let bytes = writer.finish(samples.len() as u64)?;

@@ -11,7 +11,7 @@ use std::io::BufWriter;
 
 use tokenwave_core::audio::{AudioSource, WavSink};
 use tokenwave_core::tokens::{Layout, TokenFormat, TokenMeta, Tokens, npy_metadata_path};
-use tokenwave_core::{Codec, Codes, CpuBackend, Weights};
+use tokenwave_core::{Codec, Codes, CpuBackend, FrameLayout, Weights};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);

@@ -23,7 +23,8 @@
 //! Streams, a frame at a time, with the same output as the whole-signal calls:
 //! [`Codec::stream_encoder`] and [`Codec::stream_decoder`]. Files: [`TkwWriter`] and
 //! [`TkwReader`]. The network itself ([`model`]) and the shared signal processing
-//! ([`dsp`]) are public for the trainer and the evaluation crates.
+//! ([`dsp`]) are public for the trainer and the evaluation crates; [`pitch`] tracks and
+//! quantizes F0 per frame.
 
 #![deny(missing_docs)]
 
@@ -35,6 +36,7 @@ pub mod dsp;
 mod error;
 pub mod lowband;
 pub mod model;
+pub mod pitch;
 pub mod tokens;
 
 pub use bitstream::{Chunk, Header, TkwReader, TkwWriter};

@@ -12,21 +12,12 @@ pub enum Error {
     /// A spectrogram picture could not be drawn or written.
     #[error("{0}")]
     Plot(String),
-    /// A scratch or output file could not be written or read.
-    #[error("{context}: {source}")]
-    Io {
-        /// What we were doing.
-        context: String,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 impl Error {
-    /// An [`Error::Io`] with a short description of what was being done.
+    /// An OS-level failure while `context`, as the codec reports those.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Self::Io { context: context.into(), source }
+        tokenwave_core::Error::io(context, source).into()
     }
 }
 

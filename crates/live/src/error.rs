@@ -15,21 +15,12 @@ pub enum Error {
     /// A caller asked for something that cannot be done.
     #[error("{0}")]
     InvalidArgument(String),
-    /// An OS-level operation failed.
-    #[error("{context}")]
-    Io {
-        /// What we were doing.
-        context: String,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 impl Error {
-    /// An [`Error::Io`] with a short description of what was being done.
+    /// An OS-level failure while `context`, as the codec reports those.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Self::Io { context: context.into(), source }
+        tokenwave_core::Error::io(context, source).into()
     }
 }
 

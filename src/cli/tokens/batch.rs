@@ -16,7 +16,8 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use tokenwave_core::audio::find_audio_files;
-use tokenwave_core::tokens::TokenFormat;
+use tokenwave_core::Codec;
+use tokenwave_core::tokens::{Layout, TokenFormat};
 
 use super::super::{Global, RateArgs, interrupted, load_codec, report};
 use super::{FormatArg, LayoutArg, tokenize, write_tokens};
@@ -145,6 +146,15 @@ fn output_path(out: &Path, name: &Path, format: TokenFormat) -> PathBuf {
     out.join(file)
 }
 
+/// What the workers of a batch did: seconds of audio tokenized, files done, and the files
+/// that failed with their errors.
+#[derive(Default)]
+struct Done {
+    seconds: f64,
+    encoded: usize,
+    failures: Vec<(PathBuf, String)>,
+}
+
 pub fn run<B: Backend>(args: &BatchArgs, global: &Global, device: B::Device) -> Result<()> {
     if args.jobs == 0 {
         bail!("--jobs must be at least 1");
@@ -164,53 +174,12 @@ pub fn run<B: Backend>(args: &BatchArgs, global: &Global, device: B::Device) -> 
         .filter(|(_, target)| !target.exists())
         .collect();
     let skipped = mine.len() - todo.len();
-    let bar = if global.quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        ProgressBar::hidden()
-    } else {
-        let bar = ProgressBar::new(todo.len() as u64).with_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} files  {msg}  {elapsed} < {eta}")
-                .expect("valid template"),
-        );
-        bar.enable_steady_tick(Duration::from_millis(200));
-        bar
-    };
+    let bar = files_bar(global, todo.len());
     let started = Instant::now();
-    let next = AtomicUsize::new(0);
-    let done = Mutex::new((0.0f64, 0usize, Vec::<(PathBuf, String)>::new()));
-    let rate = f64::from(codec.config().sample_rate);
-    std::thread::scope(|scope| {
-        for _ in 0..args.jobs.min(todo.len().max(1)) {
-            scope.spawn(|| {
-                while !interrupted() {
-                    let Some((entry, target)) = todo.get(next.fetch_add(1, Ordering::SeqCst)) else { return };
-                    let result = tokenize(&codec, &entry.source, stages, args.layout.into()).and_then(|tokens| {
-                        if let Some(dir) = target.parent() {
-                            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-                        }
-                        write_tokens(&tokens, format, target)?;
-                        Ok(tokens.meta.samples.unwrap_or(0) as f64 / rate)
-                    });
-                    let mut done = done.lock().expect("no worker panics holding the lock");
-                    match result {
-                        Ok(seconds) => {
-                            done.0 += seconds;
-                            done.1 += 1;
-                        }
-                        Err(_) if interrupted() => return,
-                        Err(e) => {
-                            bar.suspend(|| eprintln!("tokenwave: skipped {}: {e:#}", entry.source.display()));
-                            done.2.push((entry.source.clone(), format!("{e:#}")));
-                        }
-                    }
-                    bar.set_message(format!("{:.1} h of audio", done.0 / 3600.0));
-                    bar.inc(1);
-                }
-            });
-        }
-    });
+    let done = tokenize_all(&codec, &todo, (stages, args.layout.into(), format), args.jobs, &bar);
     bar.finish_and_clear();
     super::super::check_interrupt()?;
-    let (seconds, encoded, failures) = done.into_inner().expect("workers finished");
+    let Done { seconds, encoded, failures } = done;
     let work = started.elapsed().as_secs_f64();
     report(
         global,
@@ -238,6 +207,63 @@ pub fn run<B: Backend>(args: &BatchArgs, global: &Global, device: B::Device) -> 
         );
     }
     Ok(())
+}
+
+/// A progress bar over `files` files on a terminal, nothing otherwise.
+fn files_bar(global: &Global, files: usize) -> ProgressBar {
+    if global.quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(files as u64).with_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} files  {msg}  {elapsed} < {eta}").expect("valid template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// Tokenizes `todo` (source, target) on `jobs` threads, each taking the next file as it
+/// finishes one; a file that fails is listed, not fatal. Stops early on Ctrl-C.
+fn tokenize_all<B: Backend>(
+    codec: &Codec<B>,
+    todo: &[(&Entry, PathBuf)],
+    (stages, layout, format): (usize, Layout, TokenFormat),
+    jobs: usize,
+    bar: &ProgressBar,
+) -> Done {
+    let next = AtomicUsize::new(0);
+    let done = Mutex::new(Done::default());
+    let rate = f64::from(codec.config().sample_rate);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(todo.len().max(1)) {
+            scope.spawn(|| {
+                while !interrupted() {
+                    let Some((entry, target)) = todo.get(next.fetch_add(1, Ordering::SeqCst)) else { return };
+                    let result = tokenize(codec, &entry.source, stages, layout).and_then(|tokens| {
+                        if let Some(dir) = target.parent() {
+                            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+                        }
+                        write_tokens(&tokens, format, target)?;
+                        Ok(tokens.meta.samples.unwrap_or(0) as f64 / rate)
+                    });
+                    let mut done = done.lock().expect("no worker panics holding the lock");
+                    match result {
+                        Ok(seconds) => {
+                            done.seconds += seconds;
+                            done.encoded += 1;
+                        }
+                        Err(_) if interrupted() => return,
+                        Err(e) => {
+                            bar.suspend(|| eprintln!("tokenwave: skipped {}: {e:#}", entry.source.display()));
+                            done.failures.push((entry.source.clone(), format!("{e:#}")));
+                        }
+                    }
+                    bar.set_message(format!("{:.1} h of audio", done.seconds / 3600.0));
+                    bar.inc(1);
+                }
+            });
+        }
+    });
+    done.into_inner().expect("workers finished")
 }
 
 #[cfg(test)]
