@@ -5,7 +5,7 @@ Reads lines `REFERENCE.wav DECODED.wav` (16-bit or float WAV, any rate; the deco
 resampled to the reference's rate and both are cut to the shorter) on stdin, and prints
 each of STOI's 15 bands' mean correlation over all clips (pystoi's construction: 10 kHz,
 silent frames removed, 384 ms segments, clipping at -15 dB), then the STOI they average to.
-Session 16 found with it that tokenwave loses most below 500 Hz (models/MODEL_CARD.md).
+Session 16 found with it that tokenwave loses most below 500 Hz (docs/journal/2026-11-28-session-16-low-band.md).
 
 Needs numpy, scipy and pystoi. Usage: paste <(ls ref/*.wav) <(ls dec/*.wav) | scripts/band-stoi.py
 """

@@ -281,7 +281,7 @@ impl RateArgs {
 pub struct LayoutArgs {
     /// Target bitrate in kbps, everything included (0.5 per code with the default model).
     /// Each rate gets the split between neural stages and low band that scored best
-    /// (models/MODEL_CARD.md); default 3
+    /// (docs/journal/2026-11-29-session-17-rate-ladder.md); default 3
     #[arg(long, value_name = "KBPS", conflicts_with = "codebooks")]
     pub kbps: Option<f64>,
     /// Number of neural quantizer stages (codebooks); the low band only if `--low-band` asks

@@ -6,7 +6,7 @@
 //! multiples of the 50 Hz frame rate at the wrong phase. Those bands score worst on STOI
 //! (0.66–0.78 against 0.86–0.89 above 900 Hz), and putting the original's own band below
 //! 600 Hz under the decoded signal raised STOI from 0.817 to 0.919 on held-out clips
-//! (models/MODEL_CARD.md, "Session 16"). A few coefficients per frame code that band well.
+//! (docs/journal/2026-11-28-session-16-low-band.md). A few coefficients per frame code that band well.
 //!
 //! How: per 20 ms frame, the band's coefficients of an MDCT (sine window of two hops, hop =
 //! the model's), their norm as a gain on a log scale and their direction by pyramid
@@ -118,9 +118,9 @@ impl LowBand {
     /// 75 Hz (100 Hz for 2 codes) to a cut that rises with `digits` (300 Hz for 2, 700 Hz for
     /// 7 and 8). Below the band the output is silent: pulses spent on rumble there served
     /// STOI and PESQ less than more pulses above it; the table was chosen on held-out speech
-    /// (models/MODEL_CARD.md, "Session 17"). The gain takes only as many levels as speech
+    /// (docs/journal/2026-11-29-session-17-rate-ladder.md). The gain takes only as many levels as speech
     /// needs (at least 38, steps of at most 2.5 dB), which leaves every layer one pulse
-    /// more than the second edition's (models/MODEL_CARD.md, "Session 18").
+    /// more than the second edition's (docs/journal/2026-11-29-session-18-low-band-third-edition.md).
     pub fn new(digits: usize, bits_per_digit: u32, hop: usize, sample_rate: u32) -> Result<Self> {
         let (start_hz, cut_hz) = Self::second_table(digits)?;
         Self::with_band(digits, bits_per_digit, hop, sample_rate, start_hz, cut_hz, Gains::Traded)
@@ -336,7 +336,7 @@ pub struct LowBandDecoder {
     mdct: Mdct,
     /// The bins taken out of the neural output: everything below the cut. Below the coded
     /// band that leaves silence, not the neural decoder's rumble at the wrong pitch (which
-    /// cost PESQ-WB 0.14 at 6 kbps against silence there; models/MODEL_CARD.md, "Session 17").
+    /// cost PESQ-WB 0.14 at 6 kbps against silence there; docs/journal/2026-11-29-session-17-rate-ladder.md).
     removal: Mdct,
     /// Second half of the last coded frame, waiting for the next frame's first half.
     coded_tail: Vec<f32>,
