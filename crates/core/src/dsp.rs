@@ -20,6 +20,12 @@ pub fn periodic_hann_window(length: usize) -> Vec<f64> {
     (0..length).map(|t| periodic_hann(t, length)).collect()
 }
 
+/// The symmetric Hann window of `n` samples without zero ends (numpy's `hanning(n + 2)[1:-1]`),
+/// as STOI's reference implementation frames with it.
+pub fn symmetric_hann_window(n: usize) -> Vec<f64> {
+    (1..=n).map(|i| 0.5 - 0.5 * (2.0 * PI * i as f64 / (n + 1) as f64).cos()).collect()
+}
+
 /// Bins of a real spectrum of `window` samples.
 pub fn spectrum_bins(window: usize) -> usize {
     window / 2 + 1

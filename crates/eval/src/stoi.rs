@@ -5,7 +5,7 @@
 //! (384 ms), and for STOI clipping at β = −15 dB.
 
 use tokenwave_core::audio::Resampler;
-use tokenwave_core::dsp::Stft;
+use tokenwave_core::dsp::{Stft, symmetric_hann_window};
 use tokenwave_core::{Error, Result};
 
 /// Rate the measure works at.
@@ -26,7 +26,7 @@ pub fn stoi(clean: &[f32], degraded: &[f32], rate: u32, extended: bool) -> Resul
     let n = clean.len().min(degraded.len());
     let (x, y) = (resample(&clean[..n], rate)?, resample(&degraded[..n], rate)?);
     let (x, y) = remove_silent_frames(&x, &y);
-    let window = hann(FRAME);
+    let window = symmetric_hann_window(FRAME);
     let stft = Stft::new(NFFT, HOP, window);
     let (x_bands, y_bands) = (third_octaves(&stft.magnitudes(&x, true)), third_octaves(&stft.magnitudes(&y, true)));
     let frames = x_bands.len();
@@ -92,11 +92,6 @@ fn correlation(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(&b).map(|(x, y)| x * y).sum()
 }
 
-/// The symmetric Hann window of the reference: `hanning(n + 2)` without its zero ends.
-fn hann(n: usize) -> Vec<f64> {
-    (1..=n).map(|i| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / (n + 1) as f64).cos()).collect()
-}
-
 fn resample(signal: &[f32], rate: u32) -> Result<Vec<f64>> {
     let mut resampler = Resampler::new(rate, STOI_RATE)?;
     let mut out = resampler.process(signal);
@@ -107,7 +102,7 @@ fn resample(signal: &[f32], rate: u32) -> Result<Vec<f64>> {
 /// Drops the frames of both signals where `x` is more than 40 dB under its loudest frame,
 /// and overlap-adds what is left.
 fn remove_silent_frames(x: &[f64], y: &[f64]) -> (Vec<f64>, Vec<f64>) {
-    let window = hann(FRAME);
+    let window = symmetric_hann_window(FRAME);
     let starts: Vec<usize> = (0..(x.len() + 1).saturating_sub(FRAME)).step_by(HOP).collect();
     let frame = |s: &[f64], start: usize| -> Vec<f64> {
         s[start..start + FRAME].iter().zip(&window).map(|(a, w)| a * w).collect()

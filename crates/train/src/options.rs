@@ -38,9 +38,9 @@ pub struct TrainOptions {
     pub loss_floor: f64,
     /// Seed for a new run.
     pub seed: u64,
-    /// A stage count to train more often ([`crate::schedule::draw_stages`]): the rate that
-    /// matters most to the run's users. `None`: full depth on half the steps, any depth on
-    /// the rest.
+    /// A stage count to train on a quarter of the steps besides the usual draw: the rate
+    /// that matters most to the run's users. `None`: full depth on half the steps, any
+    /// depth on the rest.
     pub focus_stages: Option<usize>,
     /// Minutes between checkpoints.
     pub checkpoint_minutes: f64,

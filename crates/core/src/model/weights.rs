@@ -132,3 +132,32 @@ fn model_id(stored_config: &str, tensors: &SafeTensors<'_>) -> ModelId {
     id.copy_from_slice(&digest[..16]);
     ModelId(id)
 }
+
+#[cfg(all(test, feature = "embedded-model"))]
+mod tests {
+    use super::*;
+    use crate::CpuBackend;
+
+    #[test]
+    fn the_default_config_is_the_shipped_models() {
+        let weights = Weights::embedded().unwrap();
+        assert_eq!(weights.config(), &ModelConfig::default());
+        assert_eq!(weights.id().to_string(), "2bb7f219a33210af4de756606ef845c0", "the shipped model's id changed");
+        weights.build::<CpuBackend>(&Default::default()).unwrap();
+    }
+
+    #[test]
+    fn weights_saved_by_this_release_load_again_with_their_id() {
+        let device = Default::default();
+        let model = Weights::embedded().unwrap().build::<CpuBackend>(&device).unwrap();
+        let path = std::env::temp_dir().join(format!("tokenwave-resave-{}.safetensors", std::process::id()));
+        save(&model, &ModelConfig::default(), &path).unwrap();
+        let again = Weights::from_file(&path);
+        std::fs::remove_file(&path).unwrap();
+        let again = again.unwrap();
+        assert_eq!(again.config(), &ModelConfig::default());
+        let rebuilt = again.build::<CpuBackend>(&device).unwrap();
+        let codebooks = |m: &Model<CpuBackend>| m.rvq.codebooks.val().into_data();
+        codebooks(&rebuilt).assert_eq(&codebooks(&model), true);
+    }
+}
