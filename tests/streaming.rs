@@ -1,14 +1,18 @@
 //! Streaming in odd-sized pieces gives exactly the offline codes and (within 1e-4) the
 //! offline samples, on real speech; the low band and how a bitrate is split.
 
+mod common;
+
 use std::path::Path;
 
-use tokenwave::audio::AudioSource;
-use tokenwave::bitstream::{Chunk, TkwReader};
-use tokenwave::{Codec, Codes, CpuBackend, Weights};
+use tokenwave_core::audio::AudioSource;
+use tokenwave_core::bitstream::{Chunk, TkwReader};
+use tokenwave_core::{Codec, Codes, CpuBackend, FrameLayout, Weights};
+
+use common::SPEECH;
 
 fn speech() -> Vec<f32> {
-    let mut source = AudioSource::open(Path::new("samples/speech_nl.ogg"), 16_000).unwrap();
+    let mut source = AudioSource::open(Path::new(SPEECH), 16_000).unwrap();
     let mut samples = Vec::new();
     while let Some(piece) = source.next_chunk().unwrap() {
         samples.extend(piece);
@@ -23,10 +27,10 @@ fn streaming_matches_offline_on_real_speech() {
     assert!(samples.len() > 8 * 16_000, "the sample is 8.7 s long");
     let stages = codec.config().max_stages;
 
-    let offline_codes = codec.encode(&samples, stages).unwrap();
-    let offline_audio = codec.decode(&offline_codes).unwrap();
+    let offline_codes = codec.encode(&samples, FrameLayout::neural(stages)).unwrap();
+    let offline_audio = codec.decode(&offline_codes, None).unwrap();
 
-    let mut encoder = codec.stream_encoder(stages).unwrap();
+    let mut encoder = codec.stream_encoder(FrameLayout::neural(stages)).unwrap();
     let mut streamed = Codes::empty(stages);
     let sizes = [1usize, 7, 319, 321, 1000, 4801, 160, 640];
     let mut at = 0;
@@ -42,7 +46,7 @@ fn streaming_matches_offline_on_real_speech() {
     assert_eq!(streamed.frames(), samples.len().div_ceil(320));
     assert_eq!(streamed, offline_codes, "streaming must give identical codes");
 
-    let mut decoder = codec.stream_decoder();
+    let mut decoder = codec.stream_decoder(None);
     let mut audio = Vec::new();
     let mut frame = 0;
     for count in [1usize, 3, 2, 7, 1].iter().cycle() {
@@ -61,7 +65,7 @@ fn streaming_matches_offline_on_real_speech() {
 #[test]
 fn decoder_rejects_bad_codes_with_their_position() {
     let codec = Codec::<CpuBackend>::new(&Weights::embedded().unwrap(), Default::default()).unwrap();
-    let mut decoder = codec.stream_decoder();
+    let mut decoder = codec.stream_decoder(None);
     let codes = Codes::from_frame_major(2, vec![1, 2, 3, 5000]).unwrap();
     let err = decoder.push(&codes).unwrap_err().to_string();
     assert!(err.contains("code 5000 at frame 1, stage 1"), "{err}");
@@ -74,13 +78,13 @@ fn the_low_band_streams_like_the_whole_signal_and_ends_where_the_input_ends() {
     let codec = Codec::<CpuBackend>::new(&Weights::embedded().unwrap(), Default::default()).unwrap();
     let samples = speech();
     let layer = codec.low_band(4).unwrap();
-    let offline_codes = codec.encode_layers(&samples, 3, Some(layer)).unwrap();
+    let offline_codes = codec.encode(&samples, FrameLayout { stages: 3, low_band: Some(layer) }).unwrap();
     assert_eq!(offline_codes.stages(), 3 + 4);
     assert_eq!(offline_codes.frames(), samples.len().div_ceil(320) + 1, "one extra frame ends the low band");
-    let offline_audio = codec.decode_layers(&offline_codes, Some(layer)).unwrap();
+    let offline_audio = codec.decode(&offline_codes, Some(layer)).unwrap();
     assert_eq!(offline_audio.len(), samples.len().div_ceil(320) * 320);
 
-    let mut encoder = codec.stream_encoder(3).unwrap().with_low_band(layer);
+    let mut encoder = codec.stream_encoder(FrameLayout::neural(3)).unwrap().with_low_band(layer);
     let mut streamed = Codes::empty(7);
     for piece in samples.chunks(777) {
         streamed.extend(&encoder.push(piece).unwrap()).unwrap();
@@ -88,7 +92,7 @@ fn the_low_band_streams_like_the_whole_signal_and_ends_where_the_input_ends() {
     streamed.extend(&encoder.flush()).unwrap();
     assert_eq!(streamed, offline_codes, "streaming must give identical codes");
 
-    let mut decoder = codec.stream_decoder().with_low_band(layer);
+    let mut decoder = codec.stream_decoder(None).with_low_band(layer);
     let mut audio = Vec::new();
     for start in (0..streamed.frames()).step_by(3) {
         let count = 3.min(streamed.frames() - start);
@@ -132,8 +136,10 @@ fn the_low_band_carries_the_waveform_in_its_band_that_the_neural_decoder_misses(
     let samples = speech();
     let layer = codec.low_band(4).unwrap();
     assert_eq!(layer.bins(), 3..20, "75 to 500 Hz");
-    let neural = codec.decode(&codec.encode(&samples, 3).unwrap()).unwrap();
-    let hybrid = codec.decode_layers(&codec.encode_layers(&samples, 3, Some(layer)).unwrap(), Some(layer)).unwrap();
+    let neural = codec.decode(&codec.encode(&samples, FrameLayout::neural(3)).unwrap(), None).unwrap();
+    let hybrid = codec
+        .decode(&codec.encode(&samples, FrameLayout { stages: 3, low_band: Some(layer) }).unwrap(), Some(layer))
+        .unwrap();
     let n = samples.len();
     let reference = band(&samples, 75.0, 500.0);
     let neural_snr = snr_db(&reference, &band(&neural[..n], 75.0, 500.0));
@@ -163,7 +169,7 @@ fn an_old_stream_decodes_with_its_own_low_band(path: &str, version: u8, bins: st
             Chunk::Damaged { .. } => panic!("the fixture is intact"),
         }
     }
-    let decoded = codec.decode_layers(&codes, Some(layer)).unwrap();
+    let decoded = codec.decode(&codes, Some(layer)).unwrap();
     let mut source = AudioSource::open(Path::new("samples/speech_cs.wav"), 16_000).unwrap();
     let mut samples = Vec::new();
     while let Some(piece) = source.next_chunk().unwrap() {
@@ -173,9 +179,8 @@ fn an_old_stream_decodes_with_its_own_low_band(path: &str, version: u8, bins: st
     let (low, high) = hz;
     let snr = snr_db(&band(&samples, low, high), &band(&decoded[..n], low, high));
     let current = codec.low_band(3).unwrap();
-    let misread = codec
-        .decode_layers(&codes, Some(current))
-        .map(|d| snr_db(&band(&samples, low, high), &band(&d[..n], low, high)));
+    let misread =
+        codec.decode(&codes, Some(current)).map(|d| snr_db(&band(&samples, low, high), &band(&d[..n], low, high)));
     assert!(snr > 8.0, "{low}-{high} Hz: {snr:.1} dB");
     assert!(misread.as_ref().map_or(true, |&wrong| wrong < snr - 6.0), "misread: {misread:?}, right: {snr:.1} dB");
 }

@@ -1,20 +1,20 @@
 //! `tokenwave tokens`: export, decode and batch as a pipeline uses them, the formats read
-//! by numpy and the safetensors package, and every malformed array refused by position.
+//! by numpy and the safetensors package, and the token file readers fuzzed. (Malformed
+//! arrays refused by position: tests/bad_input.rs.)
+
+mod common;
 
 use std::fs;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use npyz::WriterBuilder;
+use proptest::prelude::*;
 use tempfile::TempDir;
+use tokenwave_core::tokens::{self, JsonlFrames, Layout, TokenFormat, TokenMeta, Tokens};
+use tokenwave_core::{Codes, ModelConfig, ModelId};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tokenwave");
-const SPEECH: &str = "samples/speech_nl.ogg";
-
-fn tokenwave(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).stdin(Stdio::null()).output().expect("binary runs")
-}
+use common::{BIN, SPEECH, assert_refused, ok, path, pcm, tokenwave};
 
 fn tokenwave_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(BIN);
@@ -25,34 +25,12 @@ fn tokenwave_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     command.envs(env.iter().copied()).output().expect("binary runs")
 }
 
-fn ok(out: Output) -> Output {
-    assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
-    out
-}
-
-fn path(dir: &TempDir, name: &str) -> String {
-    dir.path().join(name).to_str().unwrap().to_string()
-}
-
-fn pcm(path: &str) -> Vec<i16> {
-    hound::WavReader::open(path).unwrap().into_samples::<i16>().map(Result::unwrap).collect()
-}
-
 /// Sample-exact equality, reported as a count rather than two long arrays.
 fn assert_same_pcm(actual: &[i16], expected: &[i16], what: &str) {
     assert_eq!(actual.len(), expected.len(), "{what}: length");
     let differ = actual.iter().zip(expected).filter(|(a, b)| a != b).count();
     let first = actual.iter().zip(expected).position(|(a, b)| a != b);
     assert_eq!(differ, 0, "{what}: {differ} samples differ, first at {first:?}");
-}
-
-/// One stderr line naming `needle`, a non-zero exit, and no file `target`.
-fn assert_refused(out: &Output, needle: &str, target: &str) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected failure; stderr: {stderr}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "one line expected: {stderr}");
-    assert!(stderr.contains(needle), "expected {needle:?} in: {stderr}");
-    assert!(!Path::new(target).exists(), "{target} was written");
 }
 
 /// Reference audio: the same clip through `encode` and `decode` of a .tkw file of neural
@@ -112,75 +90,6 @@ fn jsonl_on_stdin_is_rendered_as_it_arrives() {
     // one 16-bit step apart from the file path.
     let worst = decoded.iter().zip(&expected).map(|(a, b)| (i32::from(*a) - i32::from(*b)).abs()).max().unwrap();
     assert!(worst <= 1, "differs by {worst}");
-}
-
-fn write_npy<T: npyz::AutoSerialize + Copy>(path: &str, shape: &[u64], values: &[T]) {
-    let mut file = fs::File::create(path).unwrap();
-    let mut writer = npyz::WriteOptions::new().default_dtype().shape(shape).writer(&mut file).begin_nd().unwrap();
-    writer.extend(values.iter().copied()).unwrap();
-    writer.finish().unwrap();
-}
-
-#[test]
-fn malformed_token_arrays_are_refused_naming_the_position() {
-    let dir = TempDir::new().unwrap();
-    let out = path(&dir, "out.wav");
-    let decode = |input: &str| tokenwave(&["tokens", "decode", input, &out]);
-
-    let mut values = vec![0i16; 3 * 10];
-    values[2 * 10 + 5] = 1024;
-    let bad = path(&dir, "code.npy");
-    write_npy(&bad, &[3, 10], &values);
-    assert_refused(&decode(&bad), "frame 5, stage 2: value 1024", &out);
-
-    let bad = path(&dir, "stages.npy");
-    write_npy(&bad, &[13, 4], &[0i16; 52]);
-    assert_refused(&decode(&bad), "13 stages", &out);
-
-    let bad = path(&dir, "float.npy");
-    write_npy(&bad, &[2, 4], &[0f32; 8]);
-    assert_refused(&decode(&bad), "must be integers", &out);
-
-    let bad = path(&dir, "cube.npy");
-    write_npy(&bad, &[2, 2, 2], &[0i16; 8]);
-    assert_refused(&decode(&bad), "not 3", &out);
-
-    let bad = path(&dir, "flat.npy");
-    write_npy(&bad, &[4], &[5i64, 1030, 7, 900]);
-    assert_refused(&decode(&bad), "frame 1, stage 1: value 900", &out);
-
-    let bad = path(&dir, "short.npy");
-    write_npy(&bad, &[2, 400], &vec![1i16; 800]);
-    let bytes = fs::read(&bad).unwrap();
-    fs::write(&bad, &bytes[..bytes.len() - 100]).unwrap();
-    assert_refused(&decode(&bad), "holds only", &out);
-
-    let good = path(&dir, "good.npy");
-    ok(tokenwave(&["tokens", "export", SPEECH, "--out", &good, "-q"]));
-    let meta = path(&dir, "good.npy.json");
-    let text = fs::read_to_string(&meta).unwrap();
-    let id = serde_json::from_str::<serde_json::Value>(&text).unwrap()["model_id"].as_str().unwrap().to_string();
-    fs::write(&meta, text.replace(&id, "00112233445566778899aabbccddeeff")).unwrap();
-    assert_refused(&decode(&good), "encoded with model 00112233445566778899aabbccddeeff", &out);
-    fs::write(&meta, "{ not json").unwrap();
-    assert_refused(&decode(&good), "metadata file is not valid", &out);
-
-    let bad = path(&dir, "ragged.jsonl");
-    fs::write(&bad, "[1, 2, 3]\n[4, 5, 6]\n[7, 8]\n").unwrap();
-    assert_refused(&decode(&bad), "line 3: a frame of 2 codes", &out);
-    fs::write(&bad, "[1, 2, 3]\n[4, 5, 6000]\n").unwrap();
-    assert_refused(&decode(&bad), "frame 1, stage 2: value 6000", &out);
-    fs::write(&bad, "[1, 2, 3]\n[4, \"x\", 6]\n").unwrap();
-    assert_refused(&decode(&bad), "line 2", &out);
-
-    let bad = path(&dir, "junk.safetensors");
-    fs::write(&bad, b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header}").unwrap();
-    assert_refused(&decode(&bad), "not a valid safetensors file", &out);
-
-    let bad = path(&dir, "codes.bin");
-    fs::write(&bad, b"1234").unwrap();
-    assert_refused(&decode(&bad), "give --format", &out);
-    assert_refused(&decode(&path(&dir, "missing.npy")), "missing.npy", &out);
 }
 
 #[test]
@@ -299,4 +208,75 @@ fn batch_shards_resume_and_survive_a_bad_file() {
     assert_refused(&refused, "give --shards N", "/nonexistent");
     let refused = tokenwave_env(&["tokens", "batch", "--manifest", data, "--out", &out2, "--shard", "2/2"], &[]);
     assert_refused(&refused, "shard 2/2 does not exist", "/nonexistent");
+}
+
+// Property-based fuzzing of the token file readers (npy, safetensors, jsonl): mutated and
+// truncated valid files must give `Ok` or a clean `Err`, never a panic or a runaway
+// allocation. `PROPTEST_CASES=1000000` for a long run.
+
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000)
+}
+
+fn valid(format: TokenFormat, layout: Layout, frames: usize, stages: usize) -> (Vec<u8>, String) {
+    let config = ModelConfig::default();
+    let data = (0..frames * stages).map(|i| ((i * 2_654_435_761) % 1024) as u16).collect();
+    let codes = Codes::from_frame_major(stages, data).unwrap();
+    let tokens = Tokens { meta: TokenMeta::new(&config, ModelId([3; 16]), stages, layout, None), codes };
+    let mut bytes = Vec::new();
+    tokens.write(format, &mut bytes).unwrap();
+    (bytes, tokens.meta_json())
+}
+
+fn read_all(format: TokenFormat, bytes: &[u8], meta: &str) {
+    let config = ModelConfig::default();
+    if let Ok(raw) = tokens::read(format, bytes, Some(meta)) {
+        let _ = raw.into_tokens(&config, ModelId([3; 16]));
+    }
+    if let Ok(raw) = tokens::read(format, bytes, None) {
+        let _ = raw.into_tokens(&config, ModelId([3; 16]));
+    }
+    if format == TokenFormat::Jsonl
+        && let Ok(mut frames) = JsonlFrames::new(bytes, &config, ModelId([3; 16]))
+    {
+        while let Ok(Some(_)) = frames.next_frame() {}
+    }
+}
+
+const FORMATS: [TokenFormat; 3] = [TokenFormat::Npy, TokenFormat::Safetensors, TokenFormat::Jsonl];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    #[test]
+    fn mutated_token_files_never_panic(
+        format in 0usize..3,
+        flat in any::<bool>(),
+        frames in 1usize..60,
+        stages in 1usize..=12,
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8),
+        cut in any::<prop::sample::Index>(),
+        meta_edit in proptest::option::of((any::<prop::sample::Index>(), any::<char>())),
+    ) {
+        let format = FORMATS[format];
+        let layout = if flat { Layout::Flat } else { Layout::Stages };
+        let (mut bytes, mut meta) = valid(format, layout, frames, stages);
+        for (at, value) in edits {
+            let i = at.index(bytes.len());
+            bytes[i] = value;
+        }
+        if let Some((at, c)) = meta_edit {
+            let mut chars: Vec<char> = meta.chars().collect();
+            let i = at.index(chars.len());
+            chars[i] = c;
+            meta = chars.into_iter().collect();
+        }
+        let len = cut.index(bytes.len() + 1);
+        read_all(format, &bytes[..len], &meta);
+    }
+
+    #[test]
+    fn random_bytes_never_panic(format in 0usize..3, bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+        read_all(FORMATS[format], &bytes, "{}");
+    }
 }

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 /// First four bytes of every `.tkw` stream.
 pub const MAGIC: [u8; 4] = *b"TKW1";
 /// The container version this code writes. It also reads versions 1 and 2, which differ
-/// only in the low band's edition (`tokenwave::lowband`): version 2's band starts at 75 Hz,
+/// only in the low band's edition ([`crate::lowband`]): version 2's band starts at 75 Hz,
 /// version 3's gain takes fewer levels and its shape one pulse more.
 pub const VERSION: u8 = 3;
 /// Header size in bytes.
@@ -37,7 +37,7 @@ pub struct Header {
     pub hop: u32,
     /// Neural quantizer stages per frame.
     pub stages: u8,
-    /// Low-band codes per frame after the stages (0: none; see `tokenwave::lowband`).
+    /// Low-band codes per frame after the stages (0: none; see [`crate::lowband`]).
     pub low_band: u8,
     /// Bits per code.
     pub bits_per_code: u8,
