@@ -179,16 +179,17 @@ fn through_the_devices(args: &[&str]) -> (std::process::Output, usize, f64) {
     (output, lag, correlation)
 }
 
-#[test]
-fn live_carries_the_microphone_to_the_speaker() {
-    if !devices_available() {
-        return;
-    }
+/// Runs `tokenwave live ARGS --seconds 8 --json` through the devices, alone; asserts that
+/// the speech kept its syllable envelope and that most of the 400 frames ran; returns the
+/// summary.
+fn live_through_the_devices(args: &[&str], what: &str) -> serde_json::Value {
     let _alone = REAL_TIME.write().unwrap_or_else(|e| e.into_inner());
-    let (live, lag, correlation) = through_the_devices(&["live", "--seconds", "8", "--kbps", "3", "--json"]);
+    let mut all = vec!["live", "--seconds", "8", "--json"];
+    all.extend_from_slice(args);
+    let (live, lag, correlation) = through_the_devices(&all);
     assert!(live.status.success(), "{}", String::from_utf8_lossy(&live.stderr));
     let summary: serde_json::Value = serde_json::from_slice(&live.stdout).unwrap();
-    eprintln!("live: mic-to-speaker latency {lag} ms, envelope correlation {correlation:.3}, {summary}");
+    eprintln!("{what}: mic-to-speaker latency {lag} ms, envelope correlation {correlation:.3}, {summary}");
     // Speech through the codec keeps its syllable envelope: measured 0.94. Silence, noise,
     // a stuck or dropping pipeline give well under 0.5. The lag is reported, not asserted
     // (the recorders' start offsets wander); that the two recordings are of two different
@@ -196,6 +197,15 @@ fn live_carries_the_microphone_to_the_speaker() {
     assert!(correlation > 0.8, "envelope correlation {correlation}");
     // 8 s is 400 frames; device start-up takes a few.
     assert!(summary["frames"].as_u64().unwrap() > 350, "{summary}");
+    summary
+}
+
+#[test]
+fn live_carries_the_microphone_to_the_speaker() {
+    if !devices_available() {
+        return;
+    }
+    let summary = live_through_the_devices(&["--kbps", "3"], "live");
     // Live keeps to the neural stages unless asked: the low band's 20 ms cost latency.
     assert_eq!((summary["stages"].as_u64(), summary["low_band"].as_u64()), (Some(6), Some(0)), "{summary}");
 }
@@ -205,14 +215,7 @@ fn live_with_the_low_band_carries_the_microphone_to_the_speaker() {
     if !devices_available() {
         return;
     }
-    let _alone = REAL_TIME.write().unwrap_or_else(|e| e.into_inner());
-    let args = ["live", "--seconds", "8", "--kbps", "6", "--low-band", "7", "--json"];
-    let (live, lag, correlation) = through_the_devices(&args);
-    assert!(live.status.success(), "{}", String::from_utf8_lossy(&live.stderr));
-    let summary: serde_json::Value = serde_json::from_slice(&live.stdout).unwrap();
-    eprintln!("live, low band: mic-to-speaker latency {lag} ms, envelope correlation {correlation:.3}, {summary}");
-    assert!(correlation > 0.8, "envelope correlation {correlation}");
-    assert!(summary["frames"].as_u64().unwrap() > 350, "{summary}");
+    let summary = live_through_the_devices(&["--kbps", "6", "--low-band", "7"], "live, low band");
     assert_eq!((summary["low_band"].as_u64(), summary["kbps"].as_f64()), (Some(7), Some(6.0)), "{summary}");
 }
 
