@@ -37,7 +37,12 @@ fn eval_reports_every_measure_and_compares_with_opus_and_codec2() {
         }
         assert!(s["log_mel_l1"].as_f64().unwrap() > 0.0 && s["rtf"].as_f64().unwrap() > 0.0, "{system}");
         assert!(s["si_sdr"].as_f64().unwrap().is_finite());
+        assert!(s["harmonic_contrast_db"].as_f64().unwrap().is_finite(), "{system}");
     }
+    // The original's harmonics stand well clear of what lies between them (the shared tool
+    // reads 3.1 dB on this clip with pYIN's frames).
+    let original = report["reference_harmonic_contrast_db"].as_f64().unwrap();
+    assert!(original > 2.0, "the original's harmonic contrast {original} dB");
     // Real bitrates include the container: above the nominal rate, but not by much.
     let kbps = |i: usize| means[i]["scores"]["real_kbps"].as_f64().unwrap();
     assert!(kbps(0) > 1.5 && kbps(0) < 1.8, "{}", kbps(0));

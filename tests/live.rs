@@ -434,7 +434,9 @@ fn aligned_stoi(reference: &[f32], heard: &[f32]) -> (f64, i64, i64) {
 
 #[test]
 fn speech_crosses_a_lossy_relay_and_degrades_gracefully() {
-    let _shared = REAL_TIME.read().unwrap_or_else(|e| e.into_inner());
+    // Alone: it scores what arrives in time, and the other network tests' encoders beside it
+    // on 2 cores once made packets late with no loss at all (STOI 0.871 against 0.97).
+    let _alone = REAL_TIME.write().unwrap_or_else(|e| e.into_inner());
     let dir = TempDir::new().unwrap();
     let key = key_file(&dir, "shared.key");
     // The same codes decoded from a file: without the low band, and with 3 of the 6 codes

@@ -9,8 +9,8 @@ use clap::{Args, ValueEnum};
 use serde_json::json;
 use tokenwave_core::audio::find_audio_files;
 use tokenwave_core::{Codec, FrameLayout};
-use tokenwave_eval::LogMel;
-use tokenwave_eval::harness::{Coded, Scores, System, code_clip, load_clip};
+use tokenwave_eval::{LogMel, harmonic_contrast};
+use tokenwave_eval::harness::{Coded, Scores, System, code_clip, load_clip, mean_of_some};
 
 use super::{Global, check_interrupt, load_codec, report};
 
@@ -163,6 +163,7 @@ pub fn run<B: Backend>(args: &EvalArgs, global: &Global, device: B::Device) -> R
     let mut per_system: Vec<Vec<Scores>> = vec![Vec::new(); systems.len()];
     let mut usage = Usage(vec![vec![false; codec.config().codebook_size]; codec.config().max_stages]);
     let (mut clips, mut skipped) = (Vec::new(), Vec::new());
+    let mut originals = Vec::new();
     let mut plotted = args.plot.is_none();
     for file in &files {
         check_interrupt()?;
@@ -182,6 +183,7 @@ pub fn run<B: Backend>(args: &EvalArgs, global: &Global, device: B::Device) -> R
             }
         };
         coded.iter().filter_map(|c| c.codes.as_ref()).for_each(|codes| usage.record(codes));
+        originals.push(harmonic_contrast(&reference, &reference, rate).map(|(db, _)| db));
         if !global.quiet && !global.json {
             eprintln!("{} ({seconds:.1} s):", file.display());
             for ((name, _), c) in systems.iter().zip(&coded) {
@@ -205,16 +207,17 @@ pub fn run<B: Backend>(args: &EvalArgs, global: &Global, device: B::Device) -> R
     }
     let utilization = usage.shares(layouts.iter().map(|layout| layout.stages).max().unwrap_or(0));
     let means: Vec<Scores> = per_system.iter().map(|all| Scores::mean(all)).collect();
+    let original = mean_of_some(originals.into_iter());
     let json = json!({
         "model_id": codec.model_id().to_string(), "clips": clips, "skipped": skipped,
         "mean": systems.iter().zip(&means).map(|((n, _), s)| json!({"system": n, "scores": s})).collect::<Vec<_>>(),
-        "codebook_utilization": utilization,
+        "codebook_utilization": utilization, "reference_harmonic_contrast_db": original,
     });
     // The table is what eval is run for: it goes to stdout, where `> table.txt` finds it.
     if global.json || global.quiet {
         report(global, false, json, String::new());
     } else {
-        outln!("{}", table(&systems, &means, &utilization, clips.len(), skipped.len()));
+        outln!("{}", table(&systems, &means, original, &utilization, (clips.len(), skipped.len())));
     }
     Ok(())
 }
@@ -248,10 +251,12 @@ fn plot(
 }
 
 /// The table of means, one row a system, and the codebook use.
-fn table(systems: &[(String, System)], means: &[Scores], utilization: &[f64], clips: usize, skipped: usize) -> String {
+fn table(systems: &[(String, System)], means: &[Scores], original: Option<f64>, utilization: &[f64], clips: (usize, usize)) -> String {
+    let (clips, skipped) = clips;
+    let original = original.map_or_else(|| "-".to_string(), |db| format!("{db:.2} dB"));
     let mut table = format!(
-        "mean over {clips} clips ({skipped} skipped):\n  {:<36} {:>7} {:>6} {:>6} {:>8} {:>8} {:>7}\n",
-        "system", "kbps", "STOI", "ESTOI", "SI-SDR", "log-mel", "RTF"
+        "mean over {clips} clips ({skipped} skipped; the originals' harmonic contrast {original}):\n  {:<36} {:>7} {:>6} {:>6} {:>8} {:>8} {:>7} {:>7}\n",
+        "system", "kbps", "STOI", "ESTOI", "SI-SDR", "log-mel", "harm dB", "RTF"
     );
     for ((name, _), s) in systems.iter().zip(means) {
         table.push_str(&format!("  {name:<36} {}\n", row(s)));
@@ -265,5 +270,9 @@ fn table(systems: &[(String, System)], means: &[Scores], utilization: &[f64], cl
 }
 
 fn row(s: &Scores) -> String {
-    format!("{:>7.3} {:>6.3} {:>6.3} {:>8.2} {:>8.3} {:>7.4}", s.kbps, s.stoi, s.estoi, s.si_sdr, s.log_mel, s.rtf)
+    let harmonic = s.harmonic_db.map_or_else(|| "-".to_string(), |db| format!("{db:.2}"));
+    format!(
+        "{:>7.3} {:>6.3} {:>6.3} {:>8.2} {:>8.3} {harmonic:>7} {:>7.4}",
+        s.kbps, s.stoi, s.estoi, s.si_sdr, s.log_mel, s.rtf
+    )
 }

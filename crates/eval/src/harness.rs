@@ -12,7 +12,7 @@ use serde::Serialize;
 use tokenwave_core::audio::{AudioSource, Resampler, WavSink};
 use tokenwave_core::{Codec, Codes, FrameLayout, TkwWriter};
 
-use crate::{Error, LogMel, Result, si_sdr, stoi};
+use crate::{Error, LogMel, Result, harmonic_contrast, si_sdr, stoi};
 
 /// The rate every system is scored at.
 pub const RATE: u32 = 16_000;
@@ -32,6 +32,10 @@ pub struct Scores {
     /// Log-mel L1 ([`LogMel::l1`]).
     #[serde(rename = "log_mel_l1")]
     pub log_mel: f64,
+    /// Harmonic contrast in dB ([`harmonic_contrast`]) on the reference's voiced frames;
+    /// `None` when the clip has none.
+    #[serde(rename = "harmonic_contrast_db")]
+    pub harmonic_db: Option<f64>,
     /// Encode plus decode time over the clip's duration.
     pub rtf: f64,
 }
@@ -45,6 +49,7 @@ impl Scores {
             estoi: stoi(reference, decoded, RATE, true)?,
             si_sdr: si_sdr(reference, decoded),
             log_mel: mel.l1(reference, decoded),
+            harmonic_db: harmonic_contrast(reference, decoded, RATE).map(|(db, _)| db),
             rtf,
         })
     }
@@ -59,9 +64,16 @@ impl Scores {
             estoi: avg(|s| s.estoi),
             si_sdr: avg(|s| s.si_sdr),
             log_mel: avg(|s| s.log_mel),
+            harmonic_db: mean_of_some(all.iter().map(|s| s.harmonic_db)),
             rtf: avg(|s| s.rtf),
         }
     }
+}
+
+/// The mean of the values that are there, if any are.
+pub fn mean_of_some(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    let present: Vec<f64> = values.flatten().collect();
+    (!present.is_empty()).then(|| present.iter().sum::<f64>() / present.len() as f64)
 }
 
 /// A system that a clip goes through.

@@ -1,14 +1,16 @@
 //! tokenwave-eval: judging the codec.
 //!
 //! Objective measures between a reference and a decoded signal (SI-SDR, STOI and extended
-//! STOI, log-mel L1: plain DSP on `f32` slices), the [`harness`] that scores tokenwave at
+//! STOI, log-mel L1, harmonic contrast with the encoder's pitch tracker: plain DSP on `f32`
+//! slices), the [`harness`] that scores tokenwave at
 //! several layouts beside Opus and Codec2 on the same clips with the real bitrate
 //! (container included), and [`plot`]ted spectrograms. The perceptual panel (PESQ, ViSQOL,
-//! DNSMOS, harmonic contrast) comes from scripts with a Python venv (docs/EVAL.md).
+//! DNSMOS) comes from `scripts/panel.py` with a Python venv (docs/EVAL.md).
 
 #![deny(missing_docs)]
 
 mod error;
+mod harmonic;
 pub mod harness;
 pub mod plot;
 mod stoi;
@@ -16,6 +18,7 @@ mod stoi;
 use tokenwave_core::dsp::{Stft, mel_filterbank, periodic_hann_window};
 
 pub use error::{Error, Result};
+pub use harmonic::harmonic_contrast;
 pub use stoi::{STOI_RATE, stoi};
 
 /// Floor inside logarithms, as in the training loss.
