@@ -109,7 +109,8 @@ fn the_table_goes_to_stdout() {
     let out = tokenwave(&["eval", "--data", "samples/speech_cs.wav", "--kbps", "3"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(table.starts_with("mean over 1 clips (0 skipped):"), "{table}");
+    assert!(table.starts_with("mean over 1 clips (0 skipped; the originals' harmonic contrast "), "{table}");
+    assert!(table.contains("harm dB"), "{table}");
     assert!(
         table.contains("tokenwave 3 kbps (1.5 + low band 1.5)") && table.contains("codebook utilization"),
         "{table}"
