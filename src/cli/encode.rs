@@ -9,9 +9,9 @@ use burn::tensor::backend::Backend;
 use clap::Args;
 use indicatif::ProgressBar;
 use serde_json::json;
+use tokenwave_core::FrameLayout;
 use tokenwave_core::audio::AudioSource;
 use tokenwave_core::bitstream::{TkwWriter, container};
-use tokenwave_core::FrameLayout;
 use tokenwave_core::{Codec, Codes};
 
 use super::output::Output;

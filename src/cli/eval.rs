@@ -9,8 +9,8 @@ use clap::{Args, ValueEnum};
 use serde_json::json;
 use tokenwave_core::audio::find_audio_files;
 use tokenwave_core::{Codec, FrameLayout};
-use tokenwave_eval::{LogMel, harmonic_contrast};
 use tokenwave_eval::harness::{Coded, Scores, System, code_clip, load_clip, mean_of_some};
+use tokenwave_eval::{LogMel, harmonic_contrast};
 
 use super::{Global, check_interrupt, load_codec, report};
 
@@ -80,7 +80,9 @@ fn systems<B: Backend>(codec: &Codec<B>, layouts: &[FrameLayout], compare: &[Oth
         systems.extend([6, 9, 12].map(|kbps| (format!("opus {kbps} kbps"), System::Opus { kbps })));
     }
     if compare.contains(&Other::Codec2) {
-        systems.extend([(1600, "1.6"), (3200, "3.2")].map(|(bps, k)| (format!("codec2 {k} kbps"), System::Codec2 { bps })));
+        systems.extend(
+            [(1600, "1.6"), (3200, "3.2")].map(|(bps, k)| (format!("codec2 {k} kbps"), System::Codec2 { bps })),
+        );
     }
     systems
 }
@@ -251,7 +253,13 @@ fn plot(
 }
 
 /// The table of means, one row a system, and the codebook use.
-fn table(systems: &[(String, System)], means: &[Scores], original: Option<f64>, utilization: &[f64], clips: (usize, usize)) -> String {
+fn table(
+    systems: &[(String, System)],
+    means: &[Scores],
+    original: Option<f64>,
+    utilization: &[f64],
+    clips: (usize, usize),
+) -> String {
     let (clips, skipped) = clips;
     let original = original.map_or_else(|| "-".to_string(), |db| format!("{db:.2} dB"));
     let mut table = format!(

@@ -79,7 +79,8 @@ pub fn run<B: Backend>(args: &LiveArgs, global: &Global, device: B::Device) -> R
         }
         if window_start.elapsed() >= Duration::from_secs(1) && !global.quiet && !global.json {
             let queued = pending.len() as f64 / f64::from(rate) + speaker.queued_seconds();
-            let latency_ms = (queued + (hop * lookahead_hops) as f64 / f64::from(rate) + worst_compute.as_secs_f64()) * 1000.0;
+            let latency_ms =
+                (queued + (hop * lookahead_hops) as f64 / f64::from(rate) + worst_compute.as_secs_f64()) * 1000.0;
             let kbps = codec.config().bitrate(encoder.codes_per_frame()) / 1000.0;
             let busy = window_busy.as_secs_f64() / window_start.elapsed().as_secs_f64();
             status_line(started, latency_ms, kbps, busy, (&speaker, &microphone), dropped as f64 / f64::from(rate));
@@ -112,7 +113,14 @@ pub fn run<B: Backend>(args: &LiveArgs, global: &Global, device: B::Device) -> R
 }
 
 /// The once-a-second status line: latency, rate, model load and what the devices lost.
-fn status_line(started: Instant, latency_ms: f64, kbps: f64, busy: f64, (speaker, microphone): (&Speaker, &Microphone), dropped_seconds: f64) {
+fn status_line(
+    started: Instant,
+    latency_ms: f64,
+    kbps: f64,
+    busy: f64,
+    (speaker, microphone): (&Speaker, &Microphone),
+    dropped_seconds: f64,
+) {
     eprintln!(
         "live {:>5.0} s | latency ~{latency_ms:.0} ms + device buffers | {kbps:.1} kbps | model thread {:.0}% of a core | underruns {} overruns {} xruns {} | {:.0} ms dropped to keep latency",
         started.elapsed().as_secs_f64(),

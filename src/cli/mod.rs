@@ -122,7 +122,8 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e)
             if interrupted()
-                && e.downcast_ref::<tokenwave_core::Error>().is_some_and(|e| matches!(e, tokenwave_core::Error::Interrupted)) =>
+                && e.downcast_ref::<tokenwave_core::Error>()
+                    .is_some_and(|e| matches!(e, tokenwave_core::Error::Interrupted)) =>
         {
             eprintln!("tokenwave: interrupted; no output was written ({e:#})");
             ExitCode::from(EXIT_INTERRUPTED)

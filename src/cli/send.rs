@@ -12,11 +12,11 @@ use anyhow::{Context, Result, anyhow, bail};
 use burn::tensor::backend::Backend;
 use clap::Args;
 use serde_json::json;
-use tokenwave_core::audio::AudioSource;
-use tokenwave_live::Microphone;
 use tokenwave_core::FrameLayout;
-use tokenwave_live::{Key, SendOptions, SenderLink, StreamInfo};
+use tokenwave_core::audio::AudioSource;
 use tokenwave_core::{Codec, Codes};
+use tokenwave_live::Microphone;
+use tokenwave_live::{Key, SendOptions, SenderLink, StreamInfo};
 use tokio::sync::mpsc;
 
 use super::{Global, LayoutArgs, interrupted, load_codec, report};

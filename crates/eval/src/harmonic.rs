@@ -83,8 +83,7 @@ mod tests {
             .map(|i| {
                 let t = i as f32 / RATE as f32;
                 let swell = 0.6 + 0.4 * (std::f32::consts::TAU * 0.5 * t).sin();
-                let tone: f32 =
-                    (1..=40).map(|h| (std::f32::consts::TAU * 140.0 * h as f32 * t).sin() / h as f32).sum();
+                let tone: f32 = (1..=40).map(|h| (std::f32::consts::TAU * 140.0 * h as f32 * t).sin() / h as f32).sum();
                 0.1 * swell * tone
             })
             .collect()

@@ -222,8 +222,14 @@ fn opus(reference: &[f32], kbps: u32, dir: &Path, mel: &LogMel) -> Result<Coded>
     write_wav(&wav, reference)?;
     let started = Instant::now();
     let rate = kbps.to_string();
-    run_tool("opusenc", &["--quiet".as_ref(), "--bitrate".as_ref(), rate.as_ref(), wav.as_os_str(), coded.as_os_str()])?;
-    run_tool("opusdec", &["--quiet".as_ref(), "--rate".as_ref(), "16000".as_ref(), coded.as_os_str(), back.as_os_str()])?;
+    run_tool(
+        "opusenc",
+        &["--quiet".as_ref(), "--bitrate".as_ref(), rate.as_ref(), wav.as_os_str(), coded.as_os_str()],
+    )?;
+    run_tool(
+        "opusdec",
+        &["--quiet".as_ref(), "--rate".as_ref(), "16000".as_ref(), coded.as_os_str(), back.as_os_str()],
+    )?;
     let work = started.elapsed().as_secs_f64();
     let unreadable = |e: hound::Error| Error::Tool(format!("opusdec wrote an unreadable {}: {e}", back.display()));
     let samples: Vec<f32> = hound::WavReader::open(&back)

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use cpal::{FromSample, SampleFormat, SizedSample};
 
-use tokenwave_core::audio::Resampler;
 use crate::error::{Error, Result};
+use tokenwave_core::audio::Resampler;
 
 /// How long the speaker may stop taking samples before we call it gone rather than hang.
 const STALL_TIMEOUT: Duration = Duration::from_secs(3);

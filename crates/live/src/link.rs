@@ -13,8 +13,8 @@ use tokio::net::UdpSocket;
 use tokio::time::{Instant, timeout_at};
 
 use super::packet::{Direction, Key, Message, Opener, Rejection, Sealer, StreamInfo};
-use tokenwave_core::Codes;
 use crate::error::{Error, Result};
+use tokenwave_core::Codes;
 
 /// How long a sender waits for the receiver's answer before giving up.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);

@@ -6,9 +6,9 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
 use super::window::SeenWindow;
-use tokenwave_core::bitstream::pack;
-use tokenwave_core::Codes;
 use crate::error::{Error, Result};
+use tokenwave_core::Codes;
+use tokenwave_core::bitstream::pack;
 use tokenwave_core::{ModelConfig, ModelId};
 
 /// First byte of every packet.

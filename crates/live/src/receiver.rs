@@ -113,7 +113,13 @@ impl Receiver {
         let active = s.session.is_some();
         let drained = s.ended && s.jitter.depth() == 0;
         let quiet = active && s.last_packet.elapsed() > QUIET_END;
-        Ok(ReceiverState { sessions: s.sessions, low_band: s.low_band, active, over: active && (drained || quiet), link: s.link })
+        Ok(ReceiverState {
+            sessions: s.sessions,
+            low_band: s.low_band,
+            active,
+            over: active && (drained || quiet),
+            link: s.link,
+        })
     }
 
     /// Closes the current session (after [`ReceiverState::over`]).

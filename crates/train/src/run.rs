@@ -22,10 +22,9 @@ use crate::data::{Corpus, Loader};
 use crate::loss::SpectralLoss;
 use crate::options::{Event, StepLog, TrainOptions, ValidationLog};
 use crate::schedule::{draw_stages, learning_rate};
-use crate::setup::{self, ModelOptimizer, Start};
+use crate::setup::{self, Start};
 use crate::step::{LossFigures, Shape, run_shards, worker_pools};
 use crate::validation::Validation;
-use crate::vq::EmaCodebooks;
 
 /// Steps between validation passes.
 const VALIDATION_EVERY: u64 = 250;
@@ -47,7 +46,8 @@ pub fn train<B: AutodiffBackend>(
     std::fs::create_dir_all(out).map_err(|e| Error::io(format!("cannot create {}", out.display()), e))?;
     let start = setup::start::<B>(options, &device)?;
     let config = start.state.config.clone();
-    let (train_corpus, validation_corpus) = Corpus::load_or_build(&options.data, &out.join("cache"), config.sample_rate)?;
+    let (train_corpus, validation_corpus) =
+        Corpus::load_or_build(&options.data, &out.join("cache"), config.sample_rate)?;
     if train_corpus.files() == 0 || validation_corpus.files() == 0 {
         return Err(Error::InvalidArgument("need audio for both training and validation; add more files".into()));
     }
@@ -111,7 +111,13 @@ struct Trainer<B: AutodiffBackend> {
 impl<B: AutodiffBackend> Trainer<B> {
     /// One optimizer step on `samples` (a batch of crops); with `log`, the loss figures,
     /// stage count and learning rate of the step.
-    fn step(&mut self, samples: &[f32], step: u64, options: &TrainOptions, log: bool) -> Option<(LossFigures, usize, f64)> {
+    fn step(
+        &mut self,
+        samples: &[f32],
+        step: u64,
+        options: &TrainOptions,
+        log: bool,
+    ) -> Option<(LossFigures, usize, f64)> {
         let Start { state, model, optimizer, ema } = &mut self.start;
         let config = &state.config;
         let mut rng = StdRng::seed_from_u64(state.seed ^ step.wrapping_mul(0xD1B5_4A32_D192_ED03));
@@ -146,19 +152,9 @@ impl<B: AutodiffBackend> Trainer<B> {
         let Start { state, model, optimizer, ema } = &self.start;
         let seconds = state.seconds + elapsed.as_secs_f64();
         let saved = TrainState { step, seed: state.seed, config: state.config.clone(), seconds };
-        save_checkpoint(out, model, optimizer, ema, &saved)?;
+        checkpoint::save(out, model, optimizer, ema, &saved)?;
         export(out, &model.valid(), &state.config)
     }
-}
-
-fn save_checkpoint<B: AutodiffBackend>(
-    out: &Path,
-    model: &Model<B>,
-    optimizer: &ModelOptimizer<B>,
-    ema: &EmaCodebooks,
-    state: &TrainState,
-) -> Result<()> {
-    checkpoint::save(out, model, optimizer, ema, state)
 }
 
 fn step_log<B: AutodiffBackend>(
@@ -192,7 +188,11 @@ struct Metrics {
 impl Metrics {
     fn open(out: &Path) -> Result<Self> {
         let path = out.join("metrics.jsonl");
-        let file = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io("cannot open metrics.jsonl", e))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::io("cannot open metrics.jsonl", e))?;
         Ok(Self { file })
     }
 

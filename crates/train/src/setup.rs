@@ -56,7 +56,12 @@ pub(crate) fn start<B: AutodiffBackend>(options: &TrainOptions, device: &B::Devi
             B::seed(device, options.seed);
             let model = Model::new(&config, device);
             let ema = EmaCodebooks::new(config.max_stages, config.codebook_size, config.latent_dim);
-            Start { state: TrainState { step: 0, seed: options.seed, config, seconds: 0.0 }, model, optimizer: optimizer(), ema }
+            Start {
+                state: TrainState { step: 0, seed: options.seed, config, seconds: 0.0 },
+                model,
+                optimizer: optimizer(),
+                ema,
+            }
         }
     };
     if let Some(stages) = options.focus_stages

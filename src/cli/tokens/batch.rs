@@ -15,8 +15,8 @@ use burn::tensor::backend::Backend;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
-use tokenwave_core::audio::find_audio_files;
 use tokenwave_core::Codec;
+use tokenwave_core::audio::find_audio_files;
 use tokenwave_core::tokens::{Layout, TokenFormat};
 
 use super::super::{Global, RateArgs, interrupted, load_codec, report};

@@ -10,9 +10,9 @@ use burn::tensor::backend::Backend;
 use clap::Args;
 use serde_json::json;
 use tokenwave_core::audio::{Resampler, WavSink};
-use tokenwave_live::{Latency, Speaker};
 use tokenwave_core::tokens::{self, JsonlFrames, TokenFormat, npy_metadata_path};
 use tokenwave_core::{Codec, Codes};
+use tokenwave_live::{Latency, Speaker};
 
 use super::super::output::Output;
 use super::super::{Global, check_interrupt, load_codec, report};

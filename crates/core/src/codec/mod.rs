@@ -160,8 +160,13 @@ impl<B: Backend> Codec<B> {
     /// codes if it has one.
     pub fn stream_encoder(&self, layout: FrameLayout) -> Result<StreamEncoder<B>> {
         self.check_stages(layout.stages)?;
-        let encoder =
-            StreamEncoder::new(self.model.clone(), self.quantizer.clone(), &self.config, layout.stages, self.device.clone());
+        let encoder = StreamEncoder::new(
+            self.model.clone(),
+            self.quantizer.clone(),
+            &self.config,
+            layout.stages,
+            self.device.clone(),
+        );
         Ok(match layout.low_band {
             Some(layer) => encoder.with_low_band(layer),
             None => encoder,
