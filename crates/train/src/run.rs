@@ -70,7 +70,8 @@ pub fn train<B: AutodiffBackend>(
     let mut step = first;
     while step < options.steps && !stop.load(Ordering::SeqCst) {
         let log = (step + 1) % LOG_EVERY == 0 || step + 1 == options.steps || last_log.elapsed() >= LOG_AT_LEAST_EVERY;
-        let taken = trainer.step(&loader.next(), step, options, log);
+        let taken;
+        (trainer, taken) = trainer.step(&loader.next(), step, options, log);
         step += 1;
         if let Some((figures, stages, lr)) = taken {
             last_log = Instant::now();
@@ -110,15 +111,16 @@ struct Trainer<B: AutodiffBackend> {
 
 impl<B: AutodiffBackend> Trainer<B> {
     /// One optimizer step on `samples` (a batch of crops); with `log`, the loss figures,
-    /// stage count and learning rate of the step.
+    /// stage count and learning rate of the step. Takes the trainer by value so that the
+    /// optimizer gets the one reference to the model and can update its tensors in place.
     fn step(
-        &mut self,
+        mut self,
         samples: &[f32],
         step: u64,
         options: &TrainOptions,
         log: bool,
-    ) -> Option<(LossFigures, usize, f64)> {
-        let Start { state, model, optimizer, ema } = &mut self.start;
+    ) -> (Self, Option<(LossFigures, usize, f64)>) {
+        let Start { state, model, ema, .. } = &mut self.start;
         let config = &state.config;
         let mut rng = StdRng::seed_from_u64(state.seed ^ step.wrapping_mul(0xD1B5_4A32_D192_ED03));
         let stages = draw_stages(&mut rng, config.max_stages, options.focus_stages);
@@ -139,12 +141,13 @@ impl<B: AutodiffBackend> Trainer<B> {
                 residuals[stage].extend_from_slice(&shard.residuals[stage]);
             }
         }
-        *model = optimizer.step(lr, model.clone(), accumulator.grads());
+        let grads = accumulator.grads();
         for (stage, (codes, residuals)) in codes.iter().zip(&residuals).enumerate() {
             ema.update(stage, codes, residuals, step, state.seed);
         }
-        ema.apply_to(model, &self.device);
-        figures.map(|f| (f, stages, lr))
+        self.start.model = self.start.optimizer.step(lr, self.start.model, grads);
+        self.start.ema.apply_to(&mut self.start.model, &self.device);
+        (self, figures.map(|f| (f, stages, lr)))
     }
 
     /// A checkpoint at `step`, `elapsed` after this (re)start, and the inference weights.
