@@ -36,7 +36,7 @@ fn offline_rtf(codec: &Codec<CpuBackend>, samples: &[f32]) -> (f64, f64) {
         let codes = codec.encode(samples, FrameLayout::neural(STAGES)).unwrap();
         enc = enc.min(t.elapsed().as_secs_f64() / seconds);
         let t = Instant::now();
-        codec.decode(&codes, None).unwrap();
+        codec.decode(&codes, FrameLayout::neural(STAGES)).unwrap();
         dec = dec.min(t.elapsed().as_secs_f64() / seconds);
     }
     (enc, dec)
@@ -49,7 +49,7 @@ fn percentile(times: &mut [f64], p: f64) -> f64 {
 
 fn streaming(codec: &Codec<CpuBackend>, samples: &[f32]) {
     let mut encoder = codec.stream_encoder(FrameLayout::neural(STAGES)).unwrap();
-    let mut decoder = codec.stream_decoder(None);
+    let mut decoder = codec.stream_decoder(FrameLayout::neural(STAGES)).unwrap();
     let (mut enc, mut dec) = (Vec::new(), Vec::new());
     for frame in samples.chunks_exact(320) {
         let t = Instant::now();

@@ -29,6 +29,7 @@ fn valid_stream(frames: usize, stages: u8, bits: u8) -> Vec<u8> {
         hop: 320,
         stages,
         low_band: 0,
+        pitch: false,
         bits_per_code: bits,
         source_rate: 16_000,
         original_samples: Some(frames as u64 * 320),

@@ -27,6 +27,7 @@ fn header(stages: u8) -> Header {
         hop: 320,
         stages,
         low_band: 0,
+        pitch: false,
         bits_per_code: 10,
         source_rate: 44_100,
         original_samples: None,
@@ -45,7 +46,7 @@ fn stream(frames: usize, stages: u8) -> (Vec<u8>, Codes) {
 
 fn read_all(bytes: &[u8]) -> Result<(Codes, u64), Error> {
     let mut reader = TkwReader::open(Cursor::new(bytes))?;
-    let mut codes = Codes::empty(reader.header().stages as usize);
+    let mut codes = Codes::empty(reader.header().codes_per_frame());
     while let Some(chunk) = reader.next_chunk()? {
         match chunk {
             Chunk::Codes(c) => codes.extend(&c)?,
@@ -53,6 +54,31 @@ fn read_all(bytes: &[u8]) -> Result<(Codes, u64), Error> {
         }
     }
     Ok((codes, reader.total_samples().unwrap()))
+}
+
+#[test]
+fn the_pitch_layer_round_trips_in_version_4_and_older_versions_refuse_its_flag() {
+    let frames = 600;
+    let data: Vec<u16> =
+        (0..frames * 4).map(|i| if i % 4 == 3 { (i / 4 % 256) as u16 } else { (i * 37 % 1024) as u16 }).collect();
+    let codes = Codes::from_frame_major(4, data).unwrap();
+    let header = Header { stages: 3, pitch: true, ..header(3) };
+    assert_eq!(header.codes_per_frame(), 4);
+    let mut writer = TkwWriter::new(Vec::new(), header.clone()).unwrap();
+    writer.write(&codes).unwrap();
+    let bytes = writer.finish(frames as u64 * 320).unwrap();
+    // 3 codes of 10 bits and one byte per frame, in 3 chunks of at most 250 frames.
+    let payload = |n: usize| (n * 30).div_ceil(8) + n;
+    assert_eq!(bytes.len(), 52 + 3 * 12 + payload(250) * 2 + payload(100) + 12 + 8);
+    let (back, samples) = read_all(&bytes).unwrap();
+    assert_eq!((back, samples), (codes, frames as u64 * 320));
+
+    let mut old = bytes[..52].to_vec();
+    old[4] = 3;
+    let crc = crc32fast::hash(&old[..48]);
+    old[48..52].copy_from_slice(&crc.to_le_bytes());
+    let err = TkwReader::open(Cursor::new(old)).err().expect("refused").to_string();
+    assert!(err.contains("flags this version does not know"), "{err}");
 }
 
 #[test]

@@ -28,7 +28,7 @@ fn streaming_matches_offline_on_real_speech() {
     let stages = codec.config().max_stages;
 
     let offline_codes = codec.encode(&samples, FrameLayout::neural(stages)).unwrap();
-    let offline_audio = codec.decode(&offline_codes, None).unwrap();
+    let offline_audio = codec.decode(&offline_codes, FrameLayout::neural(stages)).unwrap();
 
     let mut encoder = codec.stream_encoder(FrameLayout::neural(stages)).unwrap();
     let mut streamed = Codes::empty(stages);
@@ -46,7 +46,7 @@ fn streaming_matches_offline_on_real_speech() {
     assert_eq!(streamed.frames(), samples.len().div_ceil(320));
     assert_eq!(streamed, offline_codes, "streaming must give identical codes");
 
-    let mut decoder = codec.stream_decoder(None);
+    let mut decoder = codec.stream_decoder(FrameLayout::neural(stages)).unwrap();
     let mut audio = Vec::new();
     let mut frame = 0;
     for count in [1usize, 3, 2, 7, 1].iter().cycle() {
@@ -65,12 +65,15 @@ fn streaming_matches_offline_on_real_speech() {
 #[test]
 fn decoder_rejects_bad_codes_with_their_position() {
     let codec = Codec::<CpuBackend>::new(&Weights::embedded().unwrap(), Default::default()).unwrap();
-    let mut decoder = codec.stream_decoder(None);
+    let mut decoder = codec.stream_decoder(FrameLayout::neural(2)).unwrap();
     let codes = Codes::from_frame_major(2, vec![1, 2, 3, 5000]).unwrap();
     let err = decoder.push(&codes).unwrap_err().to_string();
     assert!(err.contains("code 5000 at frame 1, stage 1"), "{err}");
-    let too_many = Codes::from_frame_major(13, vec![0; 13]).unwrap();
-    assert!(decoder.push(&too_many).unwrap_err().to_string().contains("13 stages"));
+    let too_wide = Codes::from_frame_major(3, vec![0; 3]).unwrap();
+    let err = decoder.push(&too_wide).unwrap_err().to_string();
+    assert!(err.contains("3 per frame") && err.contains("2 stages"), "{err}");
+    let err = codec.stream_decoder(FrameLayout::neural(13)).err().expect("13 stages refused").to_string();
+    assert!(err.contains("1 to 12") && err.contains("13"), "{err}");
 }
 
 #[test]
@@ -78,13 +81,14 @@ fn the_low_band_streams_like_the_whole_signal_and_ends_where_the_input_ends() {
     let codec = Codec::<CpuBackend>::new(&Weights::embedded().unwrap(), Default::default()).unwrap();
     let samples = speech();
     let layer = codec.low_band(4).unwrap();
-    let offline_codes = codec.encode(&samples, FrameLayout { stages: 3, low_band: Some(layer) }).unwrap();
+    let offline_codes = codec.encode(&samples, FrameLayout { stages: 3, low_band: Some(layer), pitch: false }).unwrap();
     assert_eq!(offline_codes.stages(), 3 + 4);
     assert_eq!(offline_codes.frames(), samples.len().div_ceil(320) + 1, "one extra frame ends the low band");
-    let offline_audio = codec.decode(&offline_codes, Some(layer)).unwrap();
+    let offline_audio = codec.decode(&offline_codes, FrameLayout { stages: 3, low_band: Some(layer), pitch: false }).unwrap();
     assert_eq!(offline_audio.len(), samples.len().div_ceil(320) * 320);
 
-    let mut encoder = codec.stream_encoder(FrameLayout::neural(3)).unwrap().with_low_band(layer);
+    let hybrid = FrameLayout { stages: 3, low_band: Some(layer), pitch: false };
+    let mut encoder = codec.stream_encoder(hybrid).unwrap();
     let mut streamed = Codes::empty(7);
     for piece in samples.chunks(777) {
         streamed.extend(&encoder.push(piece).unwrap()).unwrap();
@@ -92,7 +96,7 @@ fn the_low_band_streams_like_the_whole_signal_and_ends_where_the_input_ends() {
     streamed.extend(&encoder.flush()).unwrap();
     assert_eq!(streamed, offline_codes, "streaming must give identical codes");
 
-    let mut decoder = codec.stream_decoder(None).with_low_band(layer);
+    let mut decoder = codec.stream_decoder(hybrid).unwrap();
     let mut audio = Vec::new();
     for start in (0..streamed.frames()).step_by(3) {
         let count = 3.min(streamed.frames() - start);
@@ -136,9 +140,10 @@ fn the_low_band_carries_the_waveform_in_its_band_that_the_neural_decoder_misses(
     let samples = speech();
     let layer = codec.low_band(4).unwrap();
     assert_eq!(layer.bins(), 3..20, "75 to 500 Hz");
-    let neural = codec.decode(&codec.encode(&samples, FrameLayout::neural(3)).unwrap(), None).unwrap();
+    let neural = codec.decode(&codec.encode(&samples, FrameLayout::neural(3)).unwrap(), FrameLayout::neural(3)).unwrap();
+    let hybrid = FrameLayout { stages: 3, low_band: Some(layer), pitch: false };
     let hybrid = codec
-        .decode(&codec.encode(&samples, FrameLayout { stages: 3, low_band: Some(layer) }).unwrap(), Some(layer))
+        .decode(&codec.encode(&samples, hybrid).unwrap(), hybrid)
         .unwrap();
     let n = samples.len();
     let reference = band(&samples, 75.0, 500.0);
@@ -160,7 +165,8 @@ fn an_old_stream_decodes_with_its_own_low_band(path: &str, version: u8, bins: st
     let bytes = std::fs::read(path).unwrap();
     let mut reader = TkwReader::open(std::io::Cursor::new(bytes)).unwrap();
     assert_eq!((reader.header().version, reader.header().low_band), (version, 3));
-    let layer = codec.low_band_of(reader.header()).unwrap().expect("a low band");
+    let layout = codec.layout_of(reader.header()).unwrap();
+    let layer = layout.low_band.expect("a low band");
     assert_eq!(layer.bins(), bins);
     let mut codes = Codes::empty(reader.header().codes_per_frame());
     while let Some(chunk) = reader.next_chunk().unwrap() {
@@ -169,7 +175,7 @@ fn an_old_stream_decodes_with_its_own_low_band(path: &str, version: u8, bins: st
             Chunk::Damaged { .. } => panic!("the fixture is intact"),
         }
     }
-    let decoded = codec.decode(&codes, Some(layer)).unwrap();
+    let decoded = codec.decode(&codes, layout).unwrap();
     let mut source = AudioSource::open(Path::new("samples/speech_cs.wav"), 16_000).unwrap();
     let mut samples = Vec::new();
     while let Some(piece) = source.next_chunk().unwrap() {
@@ -180,7 +186,7 @@ fn an_old_stream_decodes_with_its_own_low_band(path: &str, version: u8, bins: st
     let snr = snr_db(&band(&samples, low, high), &band(&decoded[..n], low, high));
     let current = codec.low_band(3).unwrap();
     let misread =
-        codec.decode(&codes, Some(current)).map(|d| snr_db(&band(&samples, low, high), &band(&d[..n], low, high)));
+        codec.decode(&codes, FrameLayout { low_band: Some(current), ..layout }).map(|d| snr_db(&band(&samples, low, high), &band(&d[..n], low, high)));
     assert!(snr > 8.0, "{low}-{high} Hz: {snr:.1} dB");
     assert!(misread.as_ref().map_or(true, |&wrong| wrong < snr - 6.0), "misread: {misread:?}, right: {snr:.1} dB");
 }
@@ -229,4 +235,55 @@ fn each_bitrate_gets_the_ladders_split_or_the_one_asked_for() {
         assert!(err.contains(needle), "{kbps} kbps, {low_band:?}: {err}");
     }
     assert_eq!(codec.layout(4, 3).map(|l| l.to_string()).unwrap(), "4 stages and 3 low-band codes");
+}
+
+#[test]
+fn pitch_travels_with_the_codes_and_streams_like_the_whole_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = Weights::from_file(&common::pitch_model(&dir)).unwrap();
+    let codec = Codec::<CpuBackend>::new(&weights, Default::default()).unwrap();
+    assert!(codec.uses_pitch());
+    let samples = speech();
+    let layout = codec.layout(2, 0).unwrap();
+    assert_eq!((layout.pitch, layout.codes_per_frame()), (true, 3));
+    assert_eq!(codec.bitrate(layout), 50.0 * (2.0 * 6.0 + 8.0), "two 6-bit codes and a pitch byte per frame");
+
+    let whole = codec.encode(&samples, layout).unwrap();
+    let mut padded = samples.clone();
+    padded.resize(whole.frames() * 320, 0.0);
+    let pitch: Vec<u16> = tokenwave_core::pitch::codes(&padded, 16_000, 320).into_iter().map(u16::from).collect();
+    let sent: Vec<u16> = (0..whole.frames()).map(|f| whole.frame(f)[2]).collect();
+    assert_eq!(sent, pitch, "the last code of each frame is the tracker's pitch code");
+    let voiced = sent.iter().filter(|&&p| p > 0).count();
+    assert!(voiced > whole.frames() / 4, "speech is voiced in {voiced} of {} frames", whole.frames());
+
+    let mut encoder = codec.stream_encoder(layout).unwrap();
+    let mut streamed = Codes::empty(3);
+    for piece in samples.chunks(1234) {
+        streamed.extend(&encoder.push(piece).unwrap()).unwrap();
+    }
+    streamed.extend(&encoder.flush()).unwrap();
+    assert_eq!(streamed, whole, "streaming must give identical codes, pitch included");
+
+    let offline = codec.decode(&whole, layout).unwrap();
+    let mut decoder = codec.stream_decoder(layout).unwrap();
+    let mut audio = Vec::new();
+    for start in (0..whole.frames()).step_by(7) {
+        audio.extend(decoder.push(&whole.slice_frames(start, 7.min(whole.frames() - start))).unwrap());
+    }
+    assert_eq!(audio.len(), offline.len());
+    let worst = audio.iter().zip(&offline).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(worst <= 1e-4, "streamed samples differ from offline by {worst}");
+
+    // Without the pitch row the same model still decodes, as if every frame were unvoiced.
+    let neural: Vec<u16> = whole.as_frame_major().chunks_exact(3).flat_map(|f| f[..2].to_vec()).collect();
+    let neural = Codes::from_frame_major(2, neural).unwrap();
+    let unvoiced = codec.decode(&neural, FrameLayout::neural(2)).unwrap();
+    assert_eq!(unvoiced.len(), offline.len());
+    assert!(unvoiced.iter().zip(&offline).any(|(a, b)| a != b), "the pitch must reach the decoder");
+
+    let mut bad = whole.as_frame_major().to_vec();
+    bad[3 * 5 + 2] = 256;
+    let err = codec.decode(&Codes::from_frame_major(3, bad).unwrap(), layout).unwrap_err().to_string();
+    assert!(err.contains("code 256 at frame 5, pitch"), "{err}");
 }

@@ -222,7 +222,7 @@ fn valid(format: TokenFormat, layout: Layout, frames: usize, stages: usize) -> (
     let config = ModelConfig::default();
     let data = (0..frames * stages).map(|i| ((i * 2_654_435_761) % 1024) as u16).collect();
     let codes = Codes::from_frame_major(stages, data).unwrap();
-    let tokens = Tokens { meta: TokenMeta::new(&config, ModelId([3; 16]), stages, layout, None), codes };
+    let tokens = Tokens { meta: TokenMeta::new(&config, ModelId([3; 16]), (stages, false), layout, None), codes };
     let mut bytes = Vec::new();
     tokens.write(format, &mut bytes).unwrap();
     (bytes, tokens.meta_json())

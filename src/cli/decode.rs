@@ -110,8 +110,7 @@ pub fn decode_to<B: Backend, R: Read, W: Write + Seek>(
     check_stream(codec, &reader)?;
     let model_rate = codec.config().sample_rate;
     let hop = codec.config().hop();
-    let low_band = codec.low_band_of(reader.header())?;
-    let mut decoder = codec.stream_decoder(low_band);
+    let mut decoder = codec.stream_decoder(codec.layout_of(reader.header())?)?;
     let mut resampler = Resampler::new(model_rate, rate)?;
     let mut sink = WavSink::new(BufWriter::new(out), rate)?;
     // The last frame may be padding past the end of the audio, so one hop is held back

@@ -44,7 +44,7 @@ pub fn run<B: Backend>(args: &LiveArgs, global: &Global, device: B::Device) -> R
     let rate = codec.config().sample_rate;
     let hop = codec.config().hop();
     let mut encoder = codec.stream_encoder(layout)?;
-    let mut decoder = codec.stream_decoder(layout.low_band);
+    let mut decoder = codec.stream_decoder(layout)?;
     // A frame waits a hop for its samples; the low band holds its output back one hop more.
     let lookahead_hops = if layout.low_band.is_some() { 2 } else { 1 };
     let mut speaker = Speaker::open(args.output_device.as_deref(), rate, Latency::Live)?;

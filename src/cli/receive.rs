@@ -89,7 +89,7 @@ pub fn run<B: Backend>(args: &ReceiveArgs, global: &Global, device: B::Device) -
         }
         if state.sessions != sessions_seen {
             sessions_seen = state.sessions;
-            playout.restart(&codec, state.low_band)?;
+            playout.restart(state.low_band);
         }
         if state.over {
             receiver.end_session();
@@ -169,7 +169,11 @@ fn summary(global: &Global, seconds: f64, heard: f64, sessions: u64, jitter: Jit
 
 /// Where decoded frames go, and the clock that asks for them.
 struct Renderer<B: Backend> {
-    decoder: StreamDecoder<B>,
+    codec: Codec<B>,
+    /// The session's decoder, made at its first frame (whose length gives the stages).
+    decoder: Option<StreamDecoder<B>>,
+    /// Low-band codes per frame of the session.
+    low_band: usize,
     speaker: Option<Speaker>,
     wav: Option<(Output, WavSink<BufWriter<std::fs::File>>)>,
     hop: usize,
@@ -194,7 +198,9 @@ impl<B: Backend> Renderer<B> {
             None => (Some(Speaker::open(args.output_device.as_deref(), rate, Latency::Live)?), None),
         };
         Ok(Self {
-            decoder: codec.stream_decoder(None),
+            codec: codec.clone(),
+            decoder: None,
+            low_band: 0,
             speaker,
             wav,
             hop: codec.config().hop(),
@@ -215,11 +221,9 @@ impl<B: Backend> Renderer<B> {
     }
 
     /// A new session, whose frames end with `low_band` low-band codes: fresh decoder state.
-    fn restart(&mut self, codec: &Codec<B>, low_band: usize) -> Result<()> {
-        let layer = if low_band == 0 { None } else { Some(codec.low_band(low_band)?) };
-        self.decoder = codec.stream_decoder(layer);
+    fn restart(&mut self, low_band: usize) {
+        (self.decoder, self.low_band) = (None, low_band);
         self.started = false;
-        Ok(())
     }
 
     /// Whether the next period is due. Until the first frame plays, every millisecond (the
@@ -270,8 +274,17 @@ impl<B: Backend> Renderer<B> {
     }
 
     fn decode(&mut self, codes: Vec<u16>) -> Result<Vec<f32>> {
-        let stages = codes.len();
-        Ok(self.decoder.push(&Codes::from_frame_major(stages, codes)?)?)
+        let codec = &self.codec;
+        let per_frame = codes.len();
+        let decoder = match &mut self.decoder {
+            Some(decoder) => decoder,
+            None => {
+                let pitch = usize::from(codec.uses_pitch());
+                let stages = per_frame.checked_sub(self.low_band + pitch).filter(|&s| s > 0).unwrap_or(0);
+                self.decoder.insert(codec.stream_decoder(codec.layout(stages, self.low_band)?)?)
+            }
+        };
+        Ok(decoder.push(&Codes::from_frame_major(per_frame, codes)?)?)
     }
 
     /// Leaves no output file behind.

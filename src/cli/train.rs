@@ -6,6 +6,7 @@ use anyhow::{Result, bail};
 use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
 use clap::Args;
+use tokenwave_core::model::HarmonicSourceConfig;
 use tokenwave_train::{Event, TrainOptions, train};
 
 use super::{DeviceKind, Global, INTERRUPTED};
@@ -35,6 +36,11 @@ pub struct TrainArgs {
     /// Add this many blocks to the encoder of the --init-from weights, likewise.
     #[arg(long, value_name = "N", default_value_t = 0, requires = "init_from")]
     grow_encoder: usize,
+    /// Give the decoder of the --init-from weights a harmonic source driven by the
+    /// transmitted pitch, with an amplitude envelope of this many points (e.g. 65); it
+    /// starts quiet, so the model first sounds as before.
+    #[arg(long, value_name = "BANDS", requires = "init_from")]
+    add_harmonic_source: Option<usize>,
     /// Stop after this many steps in total (also the length of the learning-rate schedule).
     #[arg(long, default_value_t = 200_000)]
     steps: u64,
@@ -98,6 +104,7 @@ pub fn run(args: &TrainArgs, global: &Global) -> Result<()> {
         init_from: args.init_from.clone(),
         grow_decoder: args.grow_decoder,
         grow_encoder: args.grow_encoder,
+        add_harmonic_source: args.add_harmonic_source.map(|bands| HarmonicSourceConfig { bands }),
         steps: args.steps,
         batch: args.batch,
         learning_rate: args.lr,

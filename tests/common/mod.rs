@@ -109,3 +109,23 @@ pub fn assert_refused(out: &Output, needle: &str, target: &str) {
     assert_one_line_error(out, needle);
     assert!(!Path::new(target).exists(), "{target} was written");
 }
+
+/// A small untrained model whose decoder has a harmonic source, so its layouts carry pitch,
+/// saved in `dir` (returns its path): the shipped model has none yet.
+pub fn pitch_model(dir: &TempDir) -> std::path::PathBuf {
+    use tokenwave_core::model::{ConvNextConfig, HarmonicSourceConfig, Model, ModelConfig, weights};
+    let stack = ConvNextConfig { dim: 32, hidden: 64, blocks: 1, kernel: 3 };
+    let config = ModelConfig {
+        latent_dim: 16,
+        codebook_size: 64,
+        max_stages: 4,
+        encoder: stack.clone(),
+        decoder: stack,
+        harmonic_source: Some(HarmonicSourceConfig { bands: 17 }),
+        ..Default::default()
+    };
+    let model = Model::<tokenwave_core::CpuBackend>::new(&config, &Default::default());
+    let path = dir.path().join("pitch-model.safetensors");
+    weights::save(&model, &config, &path).unwrap();
+    path
+}

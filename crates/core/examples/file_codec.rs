@@ -32,7 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             read.extend(&c)?;
         }
     }
-    let mut decoded = codec.decode(&read, None)?;
+    let mut decoded = codec.decode(&read, layout)?;
     decoded.truncate(reader.total_samples().unwrap_or(0) as usize);
     println!("decoded {} samples", decoded.len());
     Ok(())

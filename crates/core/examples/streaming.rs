@@ -19,7 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 3 kbps, split as `tokenwave encode --kbps 3` splits it: neural stages and low band.
     let layout = codec.layout_for_kbps(3.0, None)?;
     let mut encoder = codec.stream_encoder(layout)?;
-    let mut decoder = codec.stream_decoder(layout.low_band);
+    let mut decoder = codec.stream_decoder(layout)?;
     let mut sink = WavSink::new(std::fs::File::create(output)?, rate)?;
     let mut frames = 0;
     while let Some(piece) = source.next_chunk()? {

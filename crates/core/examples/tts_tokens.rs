@@ -30,7 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Audio to tokens, and the file a training pipeline would read with numpy.
     let stages = 6;
     let codes = codec.encode(&samples, FrameLayout::neural(stages))?;
-    let meta = TokenMeta::new(&config, codec.model_id(), stages, Layout::Stages, Some(samples.len() as u64));
+    let meta = TokenMeta::new(&config, codec.model_id(), (stages, false), Layout::Stages, Some(samples.len() as u64));
     let tokens = Tokens { meta, codes };
     let npy = std::path::Path::new(&output).with_extension("npy");
     tokens.write(TokenFormat::Npy, &mut BufWriter::new(File::create(&npy)?))?;
@@ -45,7 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // Tokens back to audio.
-    let audio = codec.decode(&generated, None)?;
+    let audio = codec.decode(&generated, FrameLayout::neural(stages))?;
     let mut wav = WavSink::new(BufWriter::new(File::create(&output)?), config.sample_rate)?;
     wav.write(&audio)?;
     wav.finish()?;

@@ -16,7 +16,7 @@
 //! let layout = codec.layout_for_kbps(3.0, None)?; // 3 kbps, split as the rate ladder says
 //! let samples = vec![0.0f32; 16_000]; // one second at the model rate
 //! let codes = codec.encode(&samples, layout)?;
-//! let decoded = codec.decode(&codes, layout.low_band)?;
+//! let decoded = codec.decode(&codes, layout)?;
 //! # Ok::<(), tokenwave_core::Error>(())
 //! ```
 //!

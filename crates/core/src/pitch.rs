@@ -445,6 +445,16 @@ pub fn dequantize(code: u8) -> Option<f32> {
     Some((F0_MIN_HZ as f64 * ((code - 1) as f64 * step_octaves()).exp2()) as f32)
 }
 
+/// The F0 (Hz) a decoder works with for a code: the level's frequency, 0 when unvoiced.
+pub fn decoded_f0(code: u8) -> f32 {
+    dequantize(code).unwrap_or(0.0)
+}
+
+/// One pitch code per whole frame of `samples` ([`track`], then [`quantize`]).
+pub fn codes(samples: &[f32], sample_rate: u32, hop: usize) -> Vec<u8> {
+    track(samples, sample_rate, hop).iter().map(quantize).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

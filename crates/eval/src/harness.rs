@@ -138,7 +138,7 @@ fn tokenwave<B: Backend>(codec: &Codec<B>, reference: &[f32], layout: FrameLayou
     let seconds = reference.len() as f64 / f64::from(RATE);
     let started = Instant::now();
     let codes = codec.encode(reference, layout)?;
-    let mut decoded = codec.decode(&codes, layout.low_band)?;
+    let mut decoded = codec.decode(&codes, layout)?;
     let rtf = started.elapsed().as_secs_f64() / seconds;
     let bytes = container_bytes(codec, &codes, layout, reference.len() as u64)?;
     decoded.truncate(reference.len());

@@ -14,6 +14,7 @@ use rand::{RngExt, SeedableRng};
 use rayon::prelude::*;
 
 use tokenwave_core::audio::{AudioSource, find_audio_files};
+use tokenwave_core::pitch;
 use tokenwave_core::{Error, Result};
 
 /// Share of files (in percent) held out for validation.
@@ -161,19 +162,45 @@ fn decode(path: &Path, rate: u32) -> Result<Vec<i16>> {
     Ok(samples)
 }
 
+/// A batch of crops, with each frame's transmitted F0 when the model decodes with it.
+pub struct Batch {
+    /// `[crops * len]` samples.
+    pub samples: Vec<f32>,
+    /// `[crops * frames]` F0 in Hz as the decoder receives it (0: unvoiced), crop-major.
+    pub f0: Option<Vec<f32>>,
+}
+
+/// The pitch an encoder sends for each crop of `len` samples in `samples`, as its decoder
+/// reads it ([`tokenwave_core::pitch`]): what the harmonic source trains on.
+pub fn transmitted_f0(samples: &[f32], len: usize, sample_rate: u32, hop: usize) -> Vec<f32> {
+    samples
+        .chunks_exact(len)
+        .flat_map(|crop| pitch::codes(crop, sample_rate, hop).into_iter().map(pitch::decoded_f0))
+        .collect()
+}
+
 /// Batches made ahead of time on their own thread, starting at batch `first`.
 pub struct Loader {
-    batches: Receiver<Vec<f32>>,
+    batches: Receiver<Batch>,
     _worker: JoinHandle<()>,
 }
 
 impl Loader {
-    /// Starts a thread that makes batches `first, first + 1, ...` from `corpus`.
-    pub fn start(corpus: std::sync::Arc<Corpus>, seed: u64, first: u64, batch: usize, len: usize) -> Self {
-        let (send, batches): (SyncSender<Vec<f32>>, _) = sync_channel(4);
+    /// Starts a thread that makes batches `first, first + 1, ...` from `corpus`, with their
+    /// pitch when `pitch` gives the model's `(sample_rate, hop)`.
+    pub fn start(
+        corpus: std::sync::Arc<Corpus>,
+        seed: u64,
+        first: u64,
+        [batch, len]: [usize; 2],
+        pitch: Option<(u32, usize)>,
+    ) -> Self {
+        let (send, batches): (SyncSender<Batch>, _) = sync_channel(4);
         let worker = std::thread::spawn(move || {
             for index in first.. {
-                if send.send(corpus.batch(seed, index, batch, len)).is_err() {
+                let samples = corpus.batch(seed, index, batch, len);
+                let f0 = pitch.map(|(rate, hop)| transmitted_f0(&samples, len, rate, hop));
+                if send.send(Batch { samples, f0 }).is_err() {
                     break;
                 }
             }
@@ -181,8 +208,8 @@ impl Loader {
         Self { batches, _worker: worker }
     }
 
-    /// The next batch, `[batch * len]` samples.
-    pub fn next(&self) -> Vec<f32> {
+    /// The next batch.
+    pub fn next(&self) -> Batch {
         self.batches.recv().expect("the loader thread runs until dropped")
     }
 }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 use tokenwave_core::ModelConfig;
+use tokenwave_core::model::HarmonicSourceConfig;
 
 use crate::vq::StageStats;
 
@@ -25,6 +26,8 @@ pub struct TrainOptions {
     pub grow_decoder: usize,
     /// Blocks added to the encoder of the `init_from` weights, likewise.
     pub grow_encoder: usize,
+    /// A harmonic source given to the decoder of the `init_from` weights, starting quiet.
+    pub add_harmonic_source: Option<HarmonicSourceConfig>,
     /// Stop after this step (also the length of the learning-rate schedule).
     pub steps: u64,
     /// Crops per batch.

@@ -18,7 +18,7 @@ use tokenwave_core::model::{Model, ModelConfig, weights};
 use tokenwave_core::{Error, Result};
 
 use crate::checkpoint::{self, TrainState};
-use crate::data::{Corpus, Loader};
+use crate::data::{Batch, Corpus, Loader};
 use crate::loss::SpectralLoss;
 use crate::options::{Event, StepLog, TrainOptions, ValidationLog};
 use crate::schedule::{draw_stages, learning_rate};
@@ -60,8 +60,9 @@ pub fn train<B: AutodiffBackend>(
     let loss = SpectralLoss::<B>::new(config.sample_rate, options.loss_floor, &device);
     let multiple = lcm(config.hop(), loss.length_multiple());
     let crop = options.crop.div_ceil(multiple).max(1) * multiple;
-    let validation = Validation::<B::InnerBackend>::new(&validation_corpus, config.sample_rate, multiple, &device);
-    let loader = Loader::start(Arc::new(train_corpus), start.state.seed, start.state.step, options.batch, crop);
+    let validation = Validation::<B::InnerBackend>::new(&validation_corpus, &config, multiple, &device);
+    let pitch = config.harmonic_source.is_some().then_some((config.sample_rate, config.hop()));
+    let loader = Loader::start(Arc::new(train_corpus), start.state.seed, start.state.step, [options.batch, crop], pitch);
     let mut trainer = Trainer { workers: worker_pools(options.workers)?, loss, crop, device, start };
     let mut metrics = Metrics::open(out)?;
     let started = Instant::now();
@@ -110,12 +111,12 @@ struct Trainer<B: AutodiffBackend> {
 }
 
 impl<B: AutodiffBackend> Trainer<B> {
-    /// One optimizer step on `samples` (a batch of crops); with `log`, the loss figures,
+    /// One optimizer step on `batch`; with `log`, the loss figures,
     /// stage count and learning rate of the step. Takes the trainer by value so that the
     /// optimizer gets the one reference to the model and can update its tensors in place.
     fn step(
         mut self,
-        samples: &[f32],
+        batch: &Batch,
         step: u64,
         options: &TrainOptions,
         log: bool,
@@ -125,9 +126,9 @@ impl<B: AutodiffBackend> Trainer<B> {
         let mut rng = StdRng::seed_from_u64(state.seed ^ step.wrapping_mul(0xD1B5_4A32_D192_ED03));
         let stages = draw_stages(&mut rng, config.max_stages, options.focus_stages);
         let lr = learning_rate(options.learning_rate, step, options.steps);
-        ema.initialise_from(model, samples, [options.batch, self.crop], config, &self.device, &mut rng);
+        ema.initialise_from(model, &batch.samples, [options.batch, self.crop], config, &self.device, &mut rng);
         let shape = Shape { crops: options.batch, crop: self.crop, stages, log };
-        let shards = run_shards(model, &self.workers, &self.loss, samples, shape, &self.device);
+        let shards = run_shards(model, &self.workers, &self.loss, batch, shape, &self.device);
         let mut accumulator = GradientsAccumulator::<Model<B>>::new();
         let mut figures = log.then(LossFigures::default);
         let (mut codes, mut residuals) = (vec![Vec::new(); stages], vec![Vec::new(); stages]);

@@ -39,11 +39,11 @@ pub(crate) fn start<B: AutodiffBackend>(options: &TrainOptions, device: &B::Devi
             options.out.display()
         )));
     }
-    let grows = options.grow_decoder + options.grow_encoder > 0;
+    let grows = options.grow_decoder + options.grow_encoder > 0 || options.add_harmonic_source.is_some();
     if grows && (previous.is_some() || options.init_from.is_none()) {
         return Err(Error::InvalidArgument(
-            "--grow-decoder and --grow-encoder change the weights of --init-from for a new run; a run's own \
-             design is fixed by its config"
+            "--grow-decoder, --grow-encoder and --add-harmonic-source change the weights of --init-from for a \
+             new run; a run's own design is fixed by its config"
                 .into(),
         ));
     }
@@ -87,6 +87,14 @@ fn from_weights<B: AutodiffBackend>(weights: &Weights, options: &TrainOptions, d
     config.decoder.blocks += options.grow_decoder;
     config.encoder.blocks += options.grow_encoder;
     let mut model = weights.build::<B>(device)?;
+    if let Some(source) = &options.add_harmonic_source {
+        if config.harmonic_source.is_some() {
+            return Err(Error::InvalidArgument("the --init-from model already has a harmonic source".into()));
+        }
+        config.harmonic_source = Some(source.clone());
+        config.validate().map_err(Error::InvalidArgument)?;
+        model.decoder = model.decoder.with_harmonic_source(source, &config, device);
+    }
     model.decoder = model.decoder.with_blocks_added(options.grow_decoder, &config.decoder, device);
     model.encoder = model.encoder.with_blocks_added(options.grow_encoder, &config.encoder, device);
     let codewords = model.rvq.codebooks.val().into_data().convert::<f32>().into_vec::<f32>().expect("float codebooks");

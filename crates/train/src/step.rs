@@ -9,6 +9,7 @@ use tokenwave_core::model::rvq::Rvq;
 use tokenwave_core::model::{Model, Streaming};
 use tokenwave_core::{Error, Result};
 
+use crate::data::Batch;
 use crate::loss::{Losses, SpectralLoss};
 
 /// Weight of the waveform term: it keeps phase roughly aligned; the spectral terms carry
@@ -26,10 +27,19 @@ pub(crate) struct Forward<B: Backend> {
     residuals: Vec<Vec<f32>>,
 }
 
-/// The forward pass of `audio` `[batch, len, 1]` with the first `stages` codebooks, which
-/// must be initialised ([`crate::vq::EmaCodebooks`]). Gradients pass the quantizer
-/// straight through.
-pub(crate) fn forward<B: Backend>(model: &Model<B>, audio: Tensor<B, 3>, stages: usize) -> Forward<B> {
+/// The decoder's input: `latents` `[batch, frames, dim]`, followed by each frame's F0 when
+/// the model has a harmonic source (`f0`, `[batch * frames]`).
+pub(crate) fn decoder_input<B: Backend>(latents: Tensor<B, 3>, f0: Option<&[f32]>) -> Tensor<B, 3> {
+    let Some(f0) = f0 else { return latents };
+    let [batch, frames, _] = latents.dims();
+    let f0 = Tensor::from_data(TensorData::new(f0.to_vec(), [batch, frames, 1]), &latents.device());
+    Tensor::cat(vec![latents, f0], 2)
+}
+
+/// The forward pass of `audio` `[batch, len, 1]` (with its frames' transmitted F0 for a
+/// harmonic source) with the first `stages` codebooks, which must be initialised
+/// ([`crate::vq::EmaCodebooks`]). Gradients pass the quantizer straight through.
+pub(crate) fn forward<B: Backend>(model: &Model<B>, audio: Tensor<B, 3>, f0: Option<&[f32]>, stages: usize) -> Forward<B> {
     let [batch, len, _] = audio.dims();
     let device = audio.device();
     let latents = model.encoder.step(audio, &mut model.encoder.init_state(batch, &device));
@@ -51,17 +61,20 @@ pub(crate) fn forward<B: Backend>(model: &Model<B>, audio: Tensor<B, 3>, stages:
     let error = flat.clone() - quantized.clone();
     let commitment = (error.clone() * error).mean();
     let straight_through = flat.clone() + (quantized - flat).detach();
-    let latents = straight_through.reshape([batch, frames, dim]);
+    let latents = decoder_input(straight_through.reshape([batch, frames, dim]), f0);
     let decoded = model.decoder.step(latents, &mut model.decoder.init_state(batch, &device));
     Forward { reconstruction: decoded.reshape([batch, len]), commitment, codes, residuals }
 }
 
-/// The weighted sum that training minimises.
-fn total_loss<B: Backend>(terms: &Losses<B>, commitment: &Tensor<B, 1>) -> Tensor<B, 1> {
+/// The weighted sum that training minimises. A model with a harmonic source drops the
+/// waveform term: its harmonics' phases follow the decoder's own clock, not the input's,
+/// so matching samples would only teach it to keep them quiet.
+fn total_loss<B: Backend>(terms: &Losses<B>, commitment: &Tensor<B, 1>, clocked: bool) -> Tensor<B, 1> {
+    let waveform_weight = if clocked { 0.0 } else { WAVEFORM_WEIGHT };
     terms.spectral_convergence.clone()
         + terms.log_magnitude.clone()
         + terms.mel.clone()
-        + terms.waveform.clone().mul_scalar(WAVEFORM_WEIGHT)
+        + terms.waveform.clone().mul_scalar(waveform_weight)
         + commitment.clone().mul_scalar(COMMITMENT_WEIGHT)
 }
 
@@ -132,15 +145,16 @@ fn train_shard<B: AutodiffBackend>(
     model: &Model<B>,
     loss: &SpectralLoss<B>,
     samples: &[f32],
+    f0: Option<&[f32]>,
     crops: usize,
     shape: Shape,
     device: &B::Device,
 ) -> ShardResult {
     let audio = Tensor::<B, 3>::from_data(TensorData::new(samples.to_vec(), [crops, shape.crop, 1]), device);
     let target = audio.clone().reshape([crops, shape.crop]);
-    let pass = forward(model, audio, shape.stages);
+    let pass = forward(model, audio, f0, shape.stages);
     let terms = loss.losses(pass.reconstruction.clone(), target);
-    let total = total_loss(&terms, &pass.commitment);
+    let total = total_loss(&terms, &pass.commitment, f0.is_some());
     let share = crops as f32 / shape.crops as f32;
     let figures = shape.log.then(|| LossFigures::of(&terms, &pass.commitment, &total));
     let mut gradients = total.mul_scalar(share).backward();
@@ -159,15 +173,17 @@ pub(crate) fn run_shards<B: AutodiffBackend>(
     model: &Model<B>,
     workers: &[rayon::ThreadPool],
     loss: &SpectralLoss<B>,
-    samples: &[f32],
+    batch: &Batch,
     shape: Shape,
     device: &B::Device,
 ) -> Vec<ShardResult> {
+    let (samples, f0) = (batch.samples.as_slice(), batch.f0.as_deref());
     if workers.len() <= 1 {
-        return vec![train_shard(model, loss, samples, shape.crops, shape, device)];
+        return vec![train_shard(model, loss, samples, f0, shape.crops, shape, device)];
     }
     let copies: Vec<Model<B>> = (0..workers.len()).map(|_| model.clone().map(&mut FreshLeaves { device })).collect();
     let per_crop = samples.len() / shape.crops;
+    let frames_per_crop = f0.map_or(0, |f0| f0.len() / shape.crops);
     let pieces = (0..workers.len()).map(|w| {
         let first = shape.crops * w / workers.len();
         (first, shape.crops * (w + 1) / workers.len() - first)
@@ -182,7 +198,8 @@ pub(crate) fn run_shards<B: AutodiffBackend>(
                 scope.spawn(move || {
                     pool.install(|| {
                         let samples = &samples[first * per_crop..(first + crops) * per_crop];
-                        train_shard(copy, loss, samples, crops, shape, device)
+                        let f0 = f0.map(|f0| &f0[first * frames_per_crop..(first + crops) * frames_per_crop]);
+                        train_shard(copy, loss, samples, f0, crops, shape, device)
                     })
                 })
             })
@@ -282,7 +299,8 @@ mod tests {
         let run = |pools: &[rayon::ThreadPool]| {
             let mut accumulator = GradientsAccumulator::<Model<B>>::new();
             let mut codes = Vec::new();
-            for shard in run_shards(&model, pools, &loss, &samples, shape, &device) {
+            let batch = Batch { samples: samples.clone(), f0: None };
+            for shard in run_shards(&model, pools, &loss, &batch, shape, &device) {
                 accumulator.accumulate(&model, shard.grads);
                 codes.extend(shard.codes[1].iter().copied());
             }

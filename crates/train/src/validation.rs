@@ -6,8 +6,11 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Tensor, TensorData};
 use tokenwave_core::model::{Model, Streaming};
 
-use crate::data::Corpus;
+use tokenwave_core::ModelConfig;
+
+use crate::data::{Corpus, transmitted_f0};
 use crate::loss::{DEFAULT_FLOOR, SpectralLoss};
+use crate::step::decoder_input;
 
 /// Validation clips: this many crops of [`CLIP_SECONDS`] each, always the same ones.
 const CLIPS: usize = 24;
@@ -16,16 +19,20 @@ const CLIP_SECONDS: f32 = 2.0;
 /// The fixed validation clips and the loss that scores them.
 pub(crate) struct Validation<B: Backend> {
     clips: Vec<f32>,
+    /// The clips' transmitted F0, for a model with a harmonic source.
+    f0: Option<Vec<f32>>,
     clip_len: usize,
     loss: SpectralLoss<B>,
 }
 
 impl<B: Backend> Validation<B> {
     /// Clips of `corpus`, each a whole number of `multiple` samples long.
-    pub fn new(corpus: &Corpus, sample_rate: u32, multiple: usize, device: &B::Device) -> Self {
-        let clip_len = ((CLIP_SECONDS * sample_rate as f32) as usize).div_ceil(multiple) * multiple;
+    pub fn new(corpus: &Corpus, config: &ModelConfig, multiple: usize, device: &B::Device) -> Self {
+        let rate = config.sample_rate;
+        let clip_len = ((CLIP_SECONDS * rate as f32) as usize).div_ceil(multiple) * multiple;
         let clips = corpus.batch(0x5EED, 0, CLIPS, clip_len);
-        Self { clips, clip_len, loss: SpectralLoss::new(sample_rate, DEFAULT_FLOOR, device) }
+        let f0 = config.harmonic_source.is_some().then(|| transmitted_f0(&clips, clip_len, rate, config.hop()));
+        Self { clips, f0, clip_len, loss: SpectralLoss::new(rate, DEFAULT_FLOOR, device) }
     }
 
     /// Log-mel L1 of `model` on the clips at each stage count in `stage_counts`.
@@ -38,6 +45,7 @@ impl<B: Backend> Validation<B> {
             .iter()
             .map(|&stages| {
                 let quantized = model.rvq.decode(model.rvq.encode(latents.clone(), stages));
+                let quantized = decoder_input(quantized, self.f0.as_deref());
                 let decoded = model.decoder.step(quantized, &mut model.decoder.init_state(batch, device));
                 let terms = self.loss.losses(decoded.reshape([batch, self.clip_len]), target.clone());
                 (stages, terms.mel.into_scalar().elem::<f32>())

@@ -9,9 +9,10 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::backend::Backend;
 use clap::Args;
 use serde_json::json;
+
 use tokenwave_core::audio::{Resampler, WavSink};
 use tokenwave_core::tokens::{self, JsonlFrames, TokenFormat, npy_metadata_path};
-use tokenwave_core::{Codec, Codes};
+use tokenwave_core::{Codec, Codes, FrameLayout};
 use tokenwave_live::{Latency, Speaker};
 
 use super::super::output::Output;
@@ -169,7 +170,8 @@ fn render_array<B: Backend, W: std::io::Write + std::io::Seek>(
         bail!("the token array holds no frames");
     }
     sink.limit = tokens.meta.samples;
-    let mut decoder = codec.stream_decoder(None);
+    let layout = FrameLayout { stages: tokens.meta.stages, low_band: None, pitch: tokens.meta.pitch };
+    let mut decoder = codec.stream_decoder(layout)?;
     let frames = tokens.codes.frames();
     for start in (0..frames).step_by(MAX_FRAMES_PER_STEP * 20) {
         check_interrupt()?;
@@ -190,6 +192,7 @@ fn render_jsonl<B: Backend, W: std::io::Write + std::io::Seek>(
 ) -> Result<usize> {
     let mut frames = JsonlFrames::new(input, codec.config(), codec.model_id())?;
     sink.limit = frames.meta().and_then(|m| m.samples);
+    let pitch = frames.meta().is_some_and(|m| m.pitch);
     let (send, receive) = mpsc::sync_channel::<tokenwave_core::Result<Vec<u16>>>(4 * MAX_FRAMES_PER_STEP);
     std::thread::spawn(move || {
         loop {
@@ -205,12 +208,19 @@ fn render_jsonl<B: Backend, W: std::io::Write + std::io::Seek>(
             }
         }
     });
-    let mut decoder = codec.stream_decoder(None);
+    let mut decoder = None;
     let mut total = 0;
     while let Ok(first) = receive.recv() {
         check_interrupt()?;
         let first = first?;
         let stages = first.len();
+        let decoder = match &mut decoder {
+            Some(decoder) => decoder,
+            None => {
+                let layout = FrameLayout { stages: stages - usize::from(pitch), low_band: None, pitch };
+                decoder.insert(codec.stream_decoder(layout)?)
+            }
+        };
         let mut data = first;
         while data.len() < MAX_FRAMES_PER_STEP * stages {
             let next = if live { receive.try_recv().ok() } else { receive.recv().ok() };

@@ -17,7 +17,6 @@ use tokenwave_core::{Codec, Codes};
 use super::Global;
 use super::encode::encode_source;
 use super::output::Output;
-use tokenwave_core::FrameLayout;
 
 #[derive(Args)]
 pub struct TokensArgs {
@@ -86,10 +85,10 @@ impl From<LayoutArg> for Layout {
 /// Encodes the audio file at `path` into tokens with `stages` codes per frame.
 pub fn tokenize<B: Backend>(codec: &Codec<B>, path: &Path, stages: usize, layout: Layout) -> Result<Tokens> {
     let mut source = AudioSource::open(path, codec.config().sample_rate)?;
-    let mut codes = Codes::empty(stages);
-    let samples =
-        encode_source(codec, &mut source, FrameLayout { stages, low_band: None }, |piece, _| Ok(codes.extend(piece)?))?;
-    let meta = TokenMeta::new(codec.config(), codec.model_id(), stages, layout, Some(samples));
+    let frame = codec.layout(stages, 0)?;
+    let mut codes = Codes::empty(frame.codes_per_frame());
+    let samples = encode_source(codec, &mut source, frame, |piece, _| Ok(codes.extend(piece)?))?;
+    let meta = TokenMeta::new(codec.config(), codec.model_id(), (stages, frame.pitch), layout, Some(samples));
     Ok(Tokens { meta, codes })
 }
 

@@ -9,10 +9,14 @@ use crate::error::{Error, Result};
 
 /// First four bytes of every `.tkw` stream.
 pub const MAGIC: [u8; 4] = *b"TKW1";
-/// The container version this code writes. It also reads versions 1 and 2, which differ
-/// only in the low band's edition ([`crate::lowband`]): version 2's band starts at 75 Hz,
+/// The newest container version, written for streams with a pitch layer: version 4 adds the
+/// pitch flag and one pitch byte per frame after each chunk's packed codes. Streams without
+/// pitch are written as version 3, which older releases read. Versions 1 to 3 differ only
+/// in the low band's edition ([`crate::lowband`]): version 2's band starts at 75 Hz,
 /// version 3's gain takes fewer levels and its shape one pulse more.
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 4;
+/// Header flag (byte 44): each frame ends with a pitch code (version 4 on).
+const FLAG_PITCH: u8 = 1;
 /// Header size in bytes.
 pub const HEADER_LEN: usize = 52;
 /// Frames per chunk the writer emits (5 s at 50 frames/s).
@@ -39,6 +43,8 @@ pub struct Header {
     pub stages: u8,
     /// Low-band codes per frame after the stages (0: none; see [`crate::lowband`]).
     pub low_band: u8,
+    /// Whether each frame ends with a pitch code, stored as one byte ([`crate::pitch`]).
+    pub pitch: bool,
     /// Bits per code.
     pub bits_per_code: u8,
     /// Sample rate of the original input, Hz (informational).
@@ -61,6 +67,7 @@ impl Header {
         b[28..32].copy_from_slice(&self.hop.to_le_bytes());
         b[32..36].copy_from_slice(&self.source_rate.to_le_bytes());
         b[36..44].copy_from_slice(&self.original_samples.unwrap_or(UNKNOWN_LENGTH).to_le_bytes());
+        b[44] = if self.pitch { FLAG_PITCH } else { 0 };
         let crc = crc32fast::hash(&b[..48]);
         b[48..52].copy_from_slice(&crc.to_le_bytes());
         b
@@ -81,8 +88,9 @@ impl Header {
         if crc != crc32fast::hash(&b[..48]) {
             return Err(Error::Format("the header is damaged (CRC mismatch)".into()));
         }
-        if b[44..48] != [0; 4] {
-            return Err(Error::Format("the header uses flags this version does not know".into()));
+        let known_flags = if b[4] >= 4 { FLAG_PITCH } else { 0 };
+        if b[44] & !known_flags != 0 || b[45..48] != [0; 3] {
+            return Err(Error::Format("the header uses flags this version does not know; upgrade tokenwave".into()));
         }
         let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
         let original = u64::from_le_bytes(b[36..44].try_into().expect("8 bytes"));
@@ -91,6 +99,7 @@ impl Header {
             model_id: b[8..24].try_into().expect("16 bytes"),
             stages: b[6],
             low_band: b[5],
+            pitch: b[44] & FLAG_PITCH != 0,
             bits_per_code: b[7],
             sample_rate: u32_at(24),
             hop: u32_at(28),
@@ -121,14 +130,19 @@ impl Header {
         Ok(())
     }
 
-    /// Codes per frame: the stages, then the low band's.
+    /// Codes per frame: the stages, then the low band's, then the pitch code.
     pub fn codes_per_frame(&self) -> usize {
+        self.packed_per_frame() + usize::from(self.pitch)
+    }
+
+    /// Codes per frame packed at `bits_per_code` (all but the pitch byte).
+    fn packed_per_frame(&self) -> usize {
         usize::from(self.stages) + usize::from(self.low_band)
     }
 
     /// Bytes of one chunk payload holding `frames` frames.
     pub fn payload_len(&self, frames: usize) -> usize {
-        packed_len(frames * self.codes_per_frame(), u32::from(self.bits_per_code))
+        packed_len(frames * self.packed_per_frame(), u32::from(self.bits_per_code)) + frames * usize::from(self.pitch)
     }
 }
 
@@ -179,10 +193,19 @@ impl<W: Write> TkwWriter<W> {
     }
 
     fn write_chunk(&mut self, codes: &[u16]) -> Result<()> {
-        let frames = codes.len() / self.header.codes_per_frame();
+        let per_frame = self.header.codes_per_frame();
+        let frames = codes.len() / per_frame;
         let mut payload = std::mem::take(&mut self.scratch);
         payload.clear();
-        pack(codes, u32::from(self.header.bits_per_code), &mut payload);
+        let bits = u32::from(self.header.bits_per_code);
+        if self.header.pitch {
+            let packed: Vec<u16> =
+                codes.chunks_exact(per_frame).flat_map(|frame| frame[..per_frame - 1].iter().copied()).collect();
+            pack(&packed, bits, &mut payload);
+            payload.extend(codes.chunks_exact(per_frame).map(|frame| frame[per_frame - 1] as u8));
+        } else {
+            pack(codes, bits, &mut payload);
+        }
         self.emit(frames as u32, &payload)?;
         self.scratch = payload;
         Ok(())
@@ -325,9 +348,18 @@ impl<R: Read> TkwReader<R> {
             self.total_samples = Some(total);
             return Ok(None);
         }
-        let per_frame = self.header.codes_per_frame();
+        let (per_frame, packed) = (self.header.codes_per_frame(), self.header.packed_per_frame());
+        let frames_len = frames as usize;
         let mut codes = Vec::new();
-        unpack(payload, u32::from(self.header.bits_per_code), frames as usize * per_frame, &mut codes);
+        unpack(payload, u32::from(self.header.bits_per_code), frames_len * packed, &mut codes);
+        if self.header.pitch {
+            let pitch = &payload[payload.len() - frames_len..];
+            codes = codes
+                .chunks_exact(packed)
+                .zip(pitch)
+                .flat_map(|(frame, &p)| frame.iter().copied().chain([u16::from(p)]))
+                .collect();
+        }
         self.frames += u64::from(frames);
         Ok(Some(Chunk::Codes(Codes::from_frame_major(per_frame, codes).expect("whole frames"))))
     }

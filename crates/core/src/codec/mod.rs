@@ -24,37 +24,52 @@ const OFFLINE_CHUNK_FRAMES: usize = 500;
 /// the neural stages.
 const LOW_BAND_LADDER: [usize; 13] = [0, 0, 0, 0, 2, 3, 3, 4, 5, 6, 7, 7, 8];
 
-/// How a frame's codes divide between the neural stages and the low band.
+/// How a frame's codes divide between the neural stages, the low band and the pitch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameLayout {
     /// Neural quantizer stages, first in every frame.
     pub stages: usize,
     /// The low band, whose codes follow the stages, if any.
     pub low_band: Option<LowBand>,
+    /// Whether the frame ends with its pitch code ([`crate::pitch`]: 0 unvoiced, 1 to 255
+    /// a log-F0 level), which drives a decoder's harmonic source.
+    pub pitch: bool,
 }
 
 impl FrameLayout {
-    /// `stages` neural stages and no low band.
+    /// `stages` neural stages, no low band and no pitch.
     pub fn neural(stages: usize) -> Self {
-        Self { stages, low_band: None }
+        Self { stages, low_band: None, pitch: false }
     }
 
     /// Codes per frame.
     pub fn codes_per_frame(&self) -> usize {
-        self.stages + self.low_band_digits()
+        self.stages + self.low_band_digits() + usize::from(self.pitch)
     }
 
     /// Low-band codes per frame (0 without the low band).
     pub fn low_band_digits(&self) -> usize {
         self.low_band.map_or(0, |layer| layer.digits())
     }
+
+    /// Bits of one frame's codes when each stage and low-band code takes `bits_per_code`.
+    pub fn bits_per_frame(&self, bits_per_code: u32) -> u32 {
+        (self.stages + self.low_band_digits()) as u32 * bits_per_code + if self.pitch { PITCH_BITS } else { 0 }
+    }
 }
+
+/// Bits of a frame's pitch code.
+pub const PITCH_BITS: u32 = 8;
 
 impl std::fmt::Display for FrameLayout {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.low_band_digits() {
-            0 => write!(f, "{} stages", self.stages),
-            digits => write!(f, "{} stages and {digits} low-band codes", self.stages),
+        write!(f, "{} stages", self.stages)?;
+        let digits = self.low_band_digits();
+        match (digits, self.pitch) {
+            (0, false) => Ok(()),
+            (0, true) => write!(f, " and pitch"),
+            (_, false) => write!(f, " and {digits} low-band codes"),
+            (_, true) => write!(f, ", {digits} low-band codes and pitch"),
         }
     }
 }
@@ -87,6 +102,16 @@ impl<B: Backend> Codec<B> {
         self.id
     }
 
+    /// Whether the model's decoder has a harmonic source, so that its layouts carry pitch.
+    pub fn uses_pitch(&self) -> bool {
+        self.config.harmonic_source.is_some()
+    }
+
+    /// Bitrate of the codes of `layout` (no container), bits per second.
+    pub fn bitrate(&self, layout: FrameLayout) -> f64 {
+        self.config.frame_rate() * f64::from(layout.bits_per_frame(self.config.bits_per_code()))
+    }
+
     /// Checks that `stages` is usable with this model.
     pub fn check_stages(&self, stages: usize) -> Result<()> {
         if stages == 0 || stages > self.config.max_stages {
@@ -100,11 +125,18 @@ impl<B: Backend> Codec<B> {
         Ok(())
     }
 
-    /// The layout for `kbps` of raw codes (rounded to the nearest code per frame). With
-    /// `low_band` given, that many of them go to the low band; without, the split that
-    /// scored best: the neural stages alone at low rates, a share for the low band above.
+    /// The layout for `kbps` of raw codes (rounded to the nearest code per frame; the pitch
+    /// of a model that uses it counts against the rate). With `low_band` given, that many
+    /// of them go to the low band; without, the split that scored best: the neural stages
+    /// alone at low rates, a share for the low band above.
     pub fn layout_for_kbps(&self, kbps: f64, low_band: Option<usize>) -> Result<FrameLayout> {
-        let codes = self.codes_for_kbps(kbps)?;
+        let pitch_kbps = if self.uses_pitch() { self.config.frame_rate() * f64::from(PITCH_BITS) / 1000.0 } else { 0.0 };
+        if kbps.is_finite() && kbps > 0.0 && kbps <= pitch_kbps {
+            return Err(Error::InvalidArgument(format!(
+                "{kbps} kbps leaves nothing for the codes after this model's {pitch_kbps} kbps of pitch"
+            )));
+        }
+        let codes = self.codes_for_kbps(kbps - pitch_kbps)?;
         if let Some(digits @ 1..) = low_band {
             self.low_band(digits)?;
         }
@@ -133,11 +165,12 @@ impl<B: Backend> Codec<B> {
         self.layout(stages, low_band)
     }
 
-    /// The layout of `stages` neural stages and `low_band` low-band codes (0: none, or 2 to 8).
+    /// The layout of `stages` neural stages and `low_band` low-band codes (0: none, or 2 to
+    /// 8), with the pitch if the model uses it.
     pub fn layout(&self, stages: usize, low_band: usize) -> Result<FrameLayout> {
         self.check_stages(stages)?;
         let low_band = if low_band == 0 { None } else { Some(self.low_band(low_band)?) };
-        Ok(FrameLayout { stages, low_band })
+        Ok(FrameLayout { stages, low_band, pitch: self.uses_pitch() })
     }
 
     /// Codes per frame for `kbps` of raw codes (rounded to the nearest, at least one).
@@ -156,30 +189,19 @@ impl<B: Backend> Codec<B> {
         Ok(stages)
     }
 
-    /// A streaming encoder emitting `layout`'s neural stages per frame, then its low band's
-    /// codes if it has one.
+    /// A streaming encoder emitting `layout`'s codes per frame: the neural stages, then the
+    /// low band's codes and the pitch code if the layout has them.
     pub fn stream_encoder(&self, layout: FrameLayout) -> Result<StreamEncoder<B>> {
         self.check_stages(layout.stages)?;
-        let encoder = StreamEncoder::new(
-            self.model.clone(),
-            self.quantizer.clone(),
-            &self.config,
-            layout.stages,
-            self.device.clone(),
-        );
-        Ok(match layout.low_band {
-            Some(layer) => encoder.with_low_band(layer),
-            None => encoder,
-        })
+        Ok(StreamEncoder::new(self.model.clone(), self.quantizer.clone(), &self.config, layout, self.device.clone()))
     }
 
-    /// A streaming decoder for codes whose last columns are `low_band`'s, if given.
-    pub fn stream_decoder(&self, low_band: Option<LowBand>) -> StreamDecoder<B> {
-        let decoder = StreamDecoder::new(self.model.clone(), self.quantizer.clone(), &self.config, self.device.clone());
-        match low_band {
-            Some(layer) => decoder.with_low_band(layer),
-            None => decoder,
-        }
+    /// A streaming decoder for codes in `layout`. Codes without pitch decode on a model
+    /// that uses it as if every frame were unvoiced; pitch is ignored by a model without a
+    /// harmonic source.
+    pub fn stream_decoder(&self, layout: FrameLayout) -> Result<StreamDecoder<B>> {
+        self.check_stages(layout.stages)?;
+        Ok(StreamDecoder::new(self.model.clone(), self.quantizer.clone(), &self.config, layout, self.device.clone()))
     }
 
     /// The low-band layer ([`crate::lowband`]) of `digits` codes per frame for this model.
@@ -191,29 +213,34 @@ impl<B: Backend> Codec<B> {
     /// `source_rate` Hz of `original_samples` samples at the model rate (when known).
     pub fn tkw_header(&self, layout: FrameLayout, source_rate: u32, original_samples: Option<u64>) -> Header {
         Header {
-            version: crate::bitstream::container::VERSION,
+            // Streams without pitch stay readable by releases that predate it.
+            version: if layout.pitch { crate::bitstream::container::VERSION } else { 3 },
             model_id: self.id.0,
             sample_rate: self.config.sample_rate,
             hop: self.config.hop() as u32,
             stages: layout.stages as u8,
             low_band: layout.low_band_digits() as u8,
+            pitch: layout.pitch,
             bits_per_code: self.config.bits_per_code() as u8,
             source_rate,
             original_samples,
         }
     }
 
-    /// The low band a `.tkw` stream with `header` was coded with, if any (container
-    /// version 1 used [`LowBand::first_edition`], version 2 [`LowBand::second_edition`]).
-    pub fn low_band_of(&self, header: &Header) -> Result<Option<LowBand>> {
+    /// The layout a `.tkw` stream with `header` was coded with (container version 1 used
+    /// [`LowBand::first_edition`] of the low band, version 2 [`LowBand::second_edition`]).
+    pub fn layout_of(&self, header: &Header) -> Result<FrameLayout> {
         let (bits, hop, rate) = (self.config.bits_per_code(), self.config.hop(), self.config.sample_rate);
         let digits = usize::from(header.low_band);
-        Ok(match (digits, header.version) {
+        let low_band = match (digits, header.version) {
             (0, _) => None,
             (_, 1) => Some(LowBand::first_edition(digits, bits, hop, rate)?),
             (_, 2) => Some(LowBand::second_edition(digits, bits, hop, rate)?),
             _ => Some(self.low_band(digits)?),
-        })
+        };
+        let stages = usize::from(header.stages);
+        self.check_stages(stages)?;
+        Ok(FrameLayout { stages, low_band, pitch: header.pitch })
     }
 
     /// Encodes a whole signal at the model rate (the last frame padded with silence) into
@@ -228,11 +255,10 @@ impl<B: Backend> Codec<B> {
         Ok(codes)
     }
 
-    /// Decodes whole codes whose last columns are `low_band`'s, if given: `frames * hop`
-    /// samples at the model rate, one hop fewer with the low band (its encoder added that
-    /// frame).
-    pub fn decode(&self, codes: &Codes, low_band: Option<LowBand>) -> Result<Vec<f32>> {
-        let mut decoder = self.stream_decoder(low_band);
+    /// Decodes whole codes in `layout`: `frames * hop` samples at the model rate, one hop
+    /// fewer with the low band (its encoder added that frame).
+    pub fn decode(&self, codes: &Codes, layout: FrameLayout) -> Result<Vec<f32>> {
+        let mut decoder = self.stream_decoder(layout)?;
         let mut samples = Vec::with_capacity(codes.frames() * self.config.hop());
         for start in (0..codes.frames()).step_by(OFFLINE_CHUNK_FRAMES) {
             let count = OFFLINE_CHUNK_FRAMES.min(codes.frames() - start);

@@ -4,13 +4,15 @@ use std::sync::Arc;
 
 use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
 
+use super::FrameLayout;
 use crate::codes::Codes;
 use crate::error::{Error, Result};
-use crate::lowband::{LowBand, LowBandDecoder, LowBandEncoder};
+use crate::lowband::{LowBandDecoder, LowBandEncoder};
 use crate::model::decoder::DecoderState;
 use crate::model::encoder::EncoderState;
 use crate::model::rvq::QuantizerTables;
 use crate::model::{Model, ModelConfig, Streaming};
+use crate::pitch::{self, PitchTracker};
 
 /// Turns samples at the model rate, given in pieces of any size, into whole frames of codes.
 pub struct StreamEncoder<B: Backend> {
@@ -21,30 +23,29 @@ pub struct StreamEncoder<B: Backend> {
     hop: usize,
     stages: usize,
     samples_in: u64,
+    layout: FrameLayout,
+    /// Codes the band below the low band's cut as a waveform ([`crate::lowband`]).
     low_band: Option<LowBandEncoder>,
+    /// Measures each frame's F0 for the pitch code ([`crate::pitch`]).
+    pitch: Option<PitchTracker>,
     device: B::Device,
 }
 
 impl<B: Backend> StreamEncoder<B> {
+    /// With a low band, [`flush`](Self::flush) adds one frame, which the low band's decoder
+    /// needs to finish the last hop.
     pub(crate) fn new(
         model: Arc<Model<B>>,
         quantizer: Arc<QuantizerTables<B>>,
         config: &ModelConfig,
-        stages: usize,
+        layout: FrameLayout,
         device: B::Device,
     ) -> Self {
         let state = model.encoder.init_state(1, &device);
         let hop = config.hop();
-        Self { model, quantizer, state, pending: Vec::new(), hop, stages, samples_in: 0, low_band: None, device }
-    }
-
-    /// This encoder also coding the band below `layer`'s cut as a waveform: each frame gets
-    /// `layer.digits()` more codes after the neural stages ([`crate::lowband`]), and
-    /// [`flush`](Self::flush) adds one frame, which the low band's decoder needs to finish
-    /// the last hop.
-    pub fn with_low_band(mut self, layer: LowBand) -> Self {
-        self.low_band = Some(LowBandEncoder::new(layer, self.hop));
-        self
+        let low_band = layout.low_band.map(|layer| LowBandEncoder::new(layer, hop));
+        let pitch = layout.pitch.then(|| PitchTracker::new(config.sample_rate, hop));
+        Self { model, quantizer, state, pending: Vec::new(), hop, stages: layout.stages, samples_in: 0, layout, low_band, pitch, device }
     }
 
     /// Neural quantizer stages per frame.
@@ -52,9 +53,14 @@ impl<B: Backend> StreamEncoder<B> {
         self.stages
     }
 
-    /// Codes per frame this encoder emits: the stages, then the low band's digits.
+    /// The layout of the codes this encoder emits.
+    pub fn layout(&self) -> FrameLayout {
+        self.layout
+    }
+
+    /// Codes per frame this encoder emits: the stages, the low band's digits, the pitch.
     pub fn codes_per_frame(&self) -> usize {
-        self.stages + self.low_band.as_ref().map_or(0, |layer| layer.digits())
+        self.layout.codes_per_frame()
     }
 
     /// Samples taken so far (including those waiting for a whole frame).
@@ -96,17 +102,25 @@ impl<B: Backend> StreamEncoder<B> {
 
     fn encode_frames(&mut self, samples: Vec<f32>) -> Codes {
         let len = samples.len();
+        let frames = len / self.hop;
         let low_band: Option<Vec<Vec<u16>>> =
             self.low_band.as_mut().map(|layer| samples.chunks_exact(self.hop).map(|hop| layer.push_hop(hop)).collect());
+        let pitch: Option<Vec<u8>> =
+            self.pitch.as_mut().map(|tracker| tracker.push(&samples).iter().map(pitch::quantize).collect());
         let input = Tensor::<B, 3>::from_data(TensorData::new(samples, [1, len, 1]), &self.device);
         let latents = self.model.encoder.step(input, &mut self.state);
         let codes = self.quantizer.encode(latents, self.stages);
         let values = codes.into_data().convert::<i64>().into_vec::<i64>().expect("int codes");
-        let neural: Vec<u16> = values.into_iter().map(|c| c as u16).collect();
-        let data = match low_band {
-            None => neural,
-            Some(digits) => neural.chunks_exact(self.stages).zip(digits).flat_map(|(n, d)| [n, &d].concat()).collect(),
-        };
+        let mut data = Vec::with_capacity(frames * self.codes_per_frame());
+        for (frame, neural) in values.chunks_exact(self.stages).enumerate() {
+            data.extend(neural.iter().map(|&c| c as u16));
+            if let Some(digits) = &low_band {
+                data.extend_from_slice(&digits[frame]);
+            }
+            if let Some(pitch) = &pitch {
+                data.push(u16::from(pitch[frame]));
+            }
+        }
         Codes::from_frame_major(self.codes_per_frame(), data).expect("whole frames")
     }
 }
@@ -117,9 +131,13 @@ pub struct StreamDecoder<B: Backend> {
     quantizer: Arc<QuantizerTables<B>>,
     state: DecoderState<B>,
     codebook_size: usize,
-    max_stages: usize,
     frames_out: u64,
+    layout: FrameLayout,
+    /// Decodes the low band's codes, whose output runs one hop behind the frames: the first
+    /// frame gives no samples, and the encoder's extra last frame gives the last hop.
     low_band: Option<LowBandDecoder>,
+    /// Whether the model's decoder takes each frame's F0.
+    harmonic_source: bool,
     hop: usize,
     device: B::Device,
 }
@@ -129,20 +147,15 @@ impl<B: Backend> StreamDecoder<B> {
         model: Arc<Model<B>>,
         quantizer: Arc<QuantizerTables<B>>,
         config: &ModelConfig,
+        layout: FrameLayout,
         device: B::Device,
     ) -> Self {
         let state = model.decoder.init_state(1, &device);
-        let (codebook_size, max_stages) = (config.codebook_size, config.max_stages);
+        let codebook_size = config.codebook_size;
         let hop = config.hop();
-        Self { model, quantizer, state, codebook_size, max_stages, frames_out: 0, low_band: None, hop, device }
-    }
-
-    /// This decoder taking the last `layer.digits()` codes of every frame as the low band
-    /// ([`StreamEncoder::with_low_band`]). Its output runs one hop behind the frames: the
-    /// first frame gives no samples, and the encoder's extra last frame gives the last hop.
-    pub fn with_low_band(mut self, layer: LowBand) -> Self {
-        self.low_band = Some(LowBandDecoder::new(layer, self.hop));
-        self
+        let low_band = layout.low_band.map(|layer| LowBandDecoder::new(layer, hop));
+        let harmonic_source = config.harmonic_source.is_some();
+        Self { model, quantizer, state, codebook_size, frames_out: 0, layout, low_band, harmonic_source, hop, device }
     }
 
     /// Decodes the next frames. Every code is checked first: a bad one is an error naming it.
@@ -150,23 +163,26 @@ impl<B: Backend> StreamDecoder<B> {
         if codes.is_empty() {
             return Ok(Vec::new());
         }
-        let digits = self.low_band.as_ref().map_or(0, |layer| layer.digits());
-        let stages = codes.stages().saturating_sub(digits);
-        if stages == 0 || stages > self.max_stages {
+        let per_frame = self.layout.codes_per_frame();
+        if codes.stages() != per_frame {
             return Err(Error::InvalidArgument(format!(
-                "codes have {stages} stages (and {digits} low-band codes) per frame; the model has 1 to {}",
-                self.max_stages
+                "codes have {} per frame, but this stream's layout ({}) has {per_frame}",
+                codes.stages(),
+                self.layout
             )));
         }
-        let per_frame = codes.stages();
-        if let Some(i) = codes.as_frame_major().iter().position(|&c| c as usize >= self.codebook_size) {
-            return Err(Error::InvalidArgument(format!(
-                "code {} at frame {}, stage {} is out of range (codebook size {})",
-                codes.as_frame_major()[i],
-                self.frames_out + (i / per_frame) as u64,
-                i % per_frame,
-                self.codebook_size
-            )));
+        let (stages, digits) = (self.layout.stages, self.layout.low_band_digits());
+        for (i, &code) in codes.as_frame_major().iter().enumerate() {
+            let column = i % per_frame;
+            let limit = if self.layout.pitch && column == per_frame - 1 { 1 << super::PITCH_BITS } else { self.codebook_size };
+            if usize::from(code) >= limit {
+                let what = if column < stages + digits { format!("stage {column}") } else { "pitch".to_string() };
+                return Err(Error::InvalidArgument(format!(
+                    "code {code} at frame {}, {what} is out of range (at most {})",
+                    self.frames_out + (i / per_frame) as u64,
+                    limit - 1
+                )));
+            }
         }
         let frames = codes.frames();
         let data: Vec<i64> = codes
@@ -175,7 +191,16 @@ impl<B: Backend> StreamDecoder<B> {
             .flat_map(|frame| frame[..stages].iter().map(|&c| i64::from(c)))
             .collect();
         let indices = Tensor::<B, 3, Int>::from_data(TensorData::new(data, [1, frames, stages]), &self.device);
-        let latents = self.quantizer.decode(indices);
+        let mut latents = self.quantizer.decode(indices);
+        if self.harmonic_source {
+            let f0: Vec<f32> = codes
+                .as_frame_major()
+                .chunks_exact(per_frame)
+                .map(|frame| if self.layout.pitch { pitch::decoded_f0(frame[per_frame - 1] as u8) } else { 0.0 })
+                .collect();
+            let f0 = Tensor::<B, 3>::from_data(TensorData::new(f0, [1, frames, 1]), &self.device);
+            latents = Tensor::cat(vec![latents, f0], 2);
+        }
         let audio = self.model.decoder.step(latents, &mut self.state);
         let neural = audio.into_data().convert::<f32>().into_vec::<f32>().expect("float samples");
         let first_frame = self.frames_out;
@@ -187,7 +212,7 @@ impl<B: Backend> StreamDecoder<B> {
         for (i, (frame, hop)) in
             codes.as_frame_major().chunks_exact(per_frame).zip(neural.chunks_exact(self.hop)).enumerate()
         {
-            let before = layer.push_hop(&frame[stages..], hop)?;
+            let before = layer.push_hop(&frame[stages..stages + digits], hop)?;
             // The first frame finishes the hop before the stream began.
             if first_frame + i as u64 > 0 {
                 samples.extend(before);

@@ -22,10 +22,10 @@
 //! let codec = Codec::<CpuBackend>::new(&Weights::embedded()?, Default::default())?;
 //! let samples: Vec<f32> = (0..8000).map(|n| 0.3 * (n as f32 * 0.05).sin()).collect(); // 127 Hz
 //! let low_band = codec.low_band(7)?; // 3.5 kbps: the band from 75 to 700 Hz
-//! let layout = FrameLayout { stages: 5, low_band: Some(low_band) }; // + 2.5 kbps of neural codes
+//! let layout = FrameLayout { stages: 5, low_band: Some(low_band), pitch: false }; // + 2.5 kbps of neural codes
 //! let codes = codec.encode(&samples, layout)?;
 //! assert_eq!(codes.stages(), 5 + 7);
-//! let decoded = codec.decode(&codes, Some(low_band))?;
+//! let decoded = codec.decode(&codes, layout)?;
 //! assert!(decoded.len() >= samples.len());
 //! # Ok::<(), tokenwave_core::Error>(())
 //! ```

@@ -23,6 +23,19 @@ pub struct ModelConfig {
     pub encoder: ConvNextConfig,
     /// The decoder's ConvNeXt stack before its inverse-STFT head.
     pub decoder: ConvNextConfig,
+    /// The decoder's harmonic source, driven by the transmitted pitch ([`crate::pitch`]);
+    /// models without one decode from the codes alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub harmonic_source: Option<HarmonicSourceConfig>,
+}
+
+/// Sizes of the decoder's harmonic source ([`super::harmonic`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HarmonicSourceConfig {
+    /// Points of the predicted amplitude envelope, evenly spaced from 0 Hz to the Nyquist
+    /// frequency.
+    pub bands: usize,
 }
 
 /// A causal ConvNeXt stack at frame rate (Vocos-style): never running at the sample rate
@@ -50,6 +63,7 @@ impl Default for ModelConfig {
             max_stages: 12,
             encoder: ConvNextConfig { dim: 256, hidden: 768, blocks: 4, kernel: 7 },
             decoder: ConvNextConfig { dim: 256, hidden: 768, blocks: 10, kernel: 7 },
+            harmonic_source: None,
         }
     }
 }
@@ -106,6 +120,11 @@ impl ModelConfig {
         if self.max_stages > 32 {
             return Err("max_stages must be at most 32".into());
         }
+        if let Some(source) = &self.harmonic_source
+            && !(2..=1024).contains(&source.bands)
+        {
+            return Err("harmonic_source.bands must be between 2 and 1024".into());
+        }
         Ok(())
     }
 }
@@ -129,6 +148,8 @@ struct StoredConfig {
     #[serde(default)]
     spectral_encoder: Option<ConvNextConfig>,
     decoder: ConvNextConfig,
+    #[serde(default)]
+    harmonic_source: Option<HarmonicSourceConfig>,
     // Releases up to 0.1: the waveform encoder's sizes (unused with a spectral encoder).
     #[serde(default)]
     encoder_channels: Option<usize>,
@@ -194,6 +215,7 @@ impl TryFrom<StoredConfig> for ModelConfig {
             max_stages: stored.max_stages,
             encoder,
             decoder: stored.decoder,
+            harmonic_source: stored.harmonic_source,
         })
     }
 }

@@ -1,7 +1,10 @@
 //! Frame-rate decoder: causal ConvNeXt blocks, then a head that predicts one short spectrum
 //! per frame (log magnitudes and phases), turned into samples by a fixed inverse DFT and
-//! overlap-add (Vocos-style). Nothing runs at the sample rate except that last matrix
-//! product.
+//! overlap-add (Vocos-style). Nothing learned runs at the sample rate.
+//!
+//! A model with a [`HarmonicSource`] also takes each frame's transmitted F0 (Hz, 0 when
+//! unvoiced) as one more input channel after the latents, and adds the harmonic bank that
+//! the source synthesizes from it to the inverse-STFT output.
 
 use std::f64::consts::PI;
 
@@ -9,16 +12,17 @@ use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 
-use super::config::{ConvNextConfig, ModelConfig};
+use super::config::{ConvNextConfig, HarmonicSourceConfig, ModelConfig};
 use super::conv::{CausalConv1d, ConvNextBlock, ConvState, Streaming, previous_frames};
+use super::harmonic::{HarmonicSource, HarmonicState};
 use super::matmul::{linear, matmul};
 use crate::dsp::{periodic_hann, spectrum_bins};
 
 /// Log-magnitudes are clamped here before `exp`, so an untrained head cannot overflow.
 const MAX_LOG_MAGNITUDE: f64 = 6.0;
 
-/// The whole decoder: latents `[batch, frames, latent_dim]` to samples `[batch, frames *
-/// hop, 1]`.
+/// The whole decoder: latents `[batch, frames, latent_dim]` (with a harmonic source:
+/// `latent_dim + 1`, the last channel each frame's F0) to samples `[batch, frames * hop, 1]`.
 #[derive(Module, Debug)]
 pub struct Decoder<B: Backend> {
     input: CausalConv1d<B>,
@@ -28,6 +32,8 @@ pub struct Decoder<B: Backend> {
     /// Inverse real DFT times a Hann window, `[2 * bins, 2 * hop]`; derived, never stored.
     synthesis: Tensor<B, 2>,
     hop: usize,
+    latent_dim: usize,
+    harmonic: Option<HarmonicSource<B>>,
 }
 
 /// State of the whole [`Decoder`]: conv contexts and the half frame that the last frame
@@ -37,6 +43,7 @@ pub struct DecoderState<B: Backend> {
     input: ConvState<B>,
     blocks: Vec<ConvState<B>>,
     overlap: Tensor<B, 3>,
+    harmonic: Option<HarmonicState<B>>,
 }
 
 impl<B: Backend> Decoder<B> {
@@ -51,7 +58,19 @@ impl<B: Backend> Decoder<B> {
             head: LinearConfig::new(c.dim, 2 * spectrum_bins(n_fft)).init(device),
             synthesis: synthesis_basis(n_fft, device),
             hop: config.hop(),
+            latent_dim: config.latent_dim,
+            harmonic: config.harmonic_source.as_ref().map(|source| {
+                HarmonicSource::new(c.dim, source.bands, config.hop(), config.sample_rate, device)
+            }),
         }
+    }
+
+    /// This decoder with a harmonic source of `source`'s size added, starting quiet, so a
+    /// trained decoder learns to use the transmitted pitch without losing what it learned.
+    pub fn with_harmonic_source(mut self, source: &HarmonicSourceConfig, config: &ModelConfig, device: &B::Device) -> Self {
+        let dim = config.decoder.dim;
+        self.harmonic = Some(HarmonicSource::new(dim, source.bands, config.hop(), config.sample_rate, device));
+        self
     }
 
     /// This decoder with `extra` more blocks (sized by `stack`) after its own, each starting
@@ -61,9 +80,13 @@ impl<B: Backend> Decoder<B> {
         self
     }
 
-    /// The normalised output of the ConvNeXt stack `[batch, frames, dim]`.
-    fn trunk(&self, latents: Tensor<B, 3>, state: &mut DecoderState<B>) -> Tensor<B, 3> {
+    /// The normalised output of the ConvNeXt stack `[batch, frames, dim]`, with the pitch
+    /// features of `f0` `[batch, frames, 1]` added to its input when there is a source.
+    fn trunk(&self, latents: Tensor<B, 3>, f0: Option<Tensor<B, 3>>, state: &mut DecoderState<B>) -> Tensor<B, 3> {
         let mut x = self.input.step(latents, &mut state.input);
+        if let (Some(source), Some(f0)) = (&self.harmonic, f0) {
+            x = x + source.pitch_features(f0);
+        }
         for (block, block_state) in self.blocks.iter().zip(&mut state.blocks) {
             x = block.step(x, block_state);
         }
@@ -119,12 +142,24 @@ impl<B: Backend> Streaming<B> for Decoder<B> {
             input: self.input.init_state(batch, device),
             blocks: self.blocks.iter().map(|b| b.init_state(batch, device)).collect(),
             overlap: Tensor::zeros([batch, 1, self.hop], device),
+            harmonic: self.harmonic.as_ref().map(|source| source.init_state(batch, device)),
         }
     }
 
-    fn step(&self, latents: Tensor<B, 3>, state: &mut Self::State) -> Tensor<B, 3> {
-        let features = self.trunk(latents, state);
-        self.overlap_add(self.windows(features), state)
+    fn step(&self, input: Tensor<B, 3>, state: &mut Self::State) -> Tensor<B, 3> {
+        let Some(source) = &self.harmonic else {
+            let features = self.trunk(input, None, state);
+            return self.overlap_add(self.windows(features), state);
+        };
+        let [batch, frames, _] = input.dims();
+        let latents = input.clone().narrow(2, 0, self.latent_dim);
+        let f0 = input.narrow(2, self.latent_dim, 1);
+        let f0_values: Vec<f32> = f0.clone().into_data().convert::<f32>().into_vec().expect("float pitch");
+        debug_assert_eq!(f0_values.len(), batch * frames);
+        let features = self.trunk(latents, Some(f0), state);
+        let noise = self.overlap_add(self.windows(features.clone()), state);
+        let source_state = state.harmonic.as_mut().expect("a source's state comes with it");
+        noise + source.synthesize(features, &f0_values, source_state)
     }
 }
 
@@ -162,6 +197,28 @@ mod tests {
         let worst = whole.iter().zip(&pieces).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         let scale = whole.iter().map(|v| v.abs()).fold(0f32, f32::max);
         assert!(worst <= 1e-4 * scale.max(1.0), "streamed samples differ by {worst} (peak {scale})");
+    }
+
+    #[test]
+    fn a_decoder_with_a_harmonic_source_streams_like_the_whole_signal() {
+        let device = Default::default();
+        let config = ModelConfig { harmonic_source: Some(HarmonicSourceConfig { bands: 9 }), ..tiny_config() };
+        let decoder = Decoder::<Flex>::new(&config, &device);
+        let latents = Tensor::<Flex, 3>::random([2, 9, 8], Distribution::Normal(0.0, 1.0), &device);
+        let f0: Vec<f32> = (0..18).map(|i| if i % 4 == 1 { 0.0 } else { 100.0 + 7.0 * i as f32 }).collect();
+        let f0 = Tensor::<Flex, 3>::from_data(TensorData::new(f0, [2, 9, 1]), &device);
+        let input = Tensor::cat(vec![latents, f0], 2);
+        let whole: Vec<f32> =
+            decoder.step(input.clone(), &mut decoder.init_state(2, &device)).into_data().into_vec().unwrap();
+        let mut state = decoder.init_state(2, &device);
+        let (mut pieces, mut start) = (Vec::new(), 0);
+        for frames in [2, 1, 4, 2] {
+            pieces.push(decoder.step(input.clone().narrow(1, start, frames), &mut state));
+            start += frames;
+        }
+        let pieces: Vec<f32> = Tensor::cat(pieces, 1).into_data().into_vec().unwrap();
+        let worst = whole.iter().zip(&pieces).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst <= 1e-5, "streamed samples differ by {worst}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod config;
 pub mod conv;
 pub mod decoder;
 pub mod encoder;
+pub mod harmonic;
 mod matmul;
 pub mod rvq;
 pub mod weights;
@@ -16,7 +17,7 @@ pub mod weights;
 use burn::module::Module;
 use burn::tensor::backend::Backend;
 
-pub use config::{ConvNextConfig, ModelConfig};
+pub use config::{ConvNextConfig, HarmonicSourceConfig, ModelConfig};
 pub use conv::Streaming;
 pub use weights::{ModelId, Weights};
 
@@ -85,6 +86,11 @@ mod tests {
         assert_trainable(&grown, "grown decoder");
         let grown = encoder::Encoder::<Trained>::new(&config, &device).with_blocks_added(1, &small, &device);
         assert_trainable(&grown, "grown encoder");
+        let source = HarmonicSourceConfig { bands: 9 };
+        let clocked = decoder::Decoder::<Trained>::new(&config, &device).with_harmonic_source(&source, &config, &device);
+        assert_trainable(&clocked, "decoder with a harmonic source added");
+        let with_source = ModelConfig { harmonic_source: Some(source), ..config.clone() };
+        assert_trainable(&decoder::Decoder::<Trained>::new(&with_source, &device), "new decoder with a harmonic source");
 
         let path = std::env::temp_dir().join(format!("tokenwave-trainable-{}.safetensors", std::process::id()));
         weights::save(&model, &config, &path).unwrap();

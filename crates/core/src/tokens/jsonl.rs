@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, Write};
 
-use super::{Layout, RawTokens, TokenMeta, Tokens, check_code, check_stage_count};
+use super::{Columns, Layout, RawTokens, TokenMeta, Tokens};
 use crate::error::{Error, Result};
 use crate::model::{ModelConfig, ModelId};
 
@@ -44,7 +44,7 @@ pub fn read(bytes: &[u8]) -> Result<RawTokens> {
         values.extend(frame);
         count += 1;
     }
-    let stages = frames.stages.unwrap_or(frames.meta.as_ref().map_or(0, |m| m.stages));
+    let stages = frames.stages.unwrap_or(frames.meta.as_ref().map_or(0, |m| m.rows()));
     Ok(RawTokens { meta: frames.meta, shape: vec![count, stages], values, frames_first: true })
 }
 
@@ -87,7 +87,7 @@ impl<R: BufRead> Frames<R> {
     }
 
     fn check_length(&mut self, values: Vec<i64>) -> Result<Vec<i64>> {
-        let expected = *self.stages.get_or_insert(self.meta.as_ref().map_or(values.len(), |m| m.stages));
+        let expected = *self.stages.get_or_insert(self.meta.as_ref().map_or(values.len(), |m| m.rows()));
         if values.len() != expected {
             return Err(Error::Tokens(format!(
                 "line {}: a frame of {} codes; every frame must have {expected}",
@@ -117,7 +117,6 @@ impl<R: BufRead> Frames<R> {
 pub struct JsonlFrames<R> {
     frames: Frames<R>,
     layout: Layout,
-    codebook_size: usize,
     index: usize,
     config: ModelConfig,
 }
@@ -130,7 +129,7 @@ impl<R: BufRead> JsonlFrames<R> {
             meta.check(config, id)?;
         }
         let layout = frames.meta.as_ref().map_or(Layout::Stages, |m| m.layout);
-        Ok(Self { frames, layout, codebook_size: config.codebook_size, index: 0, config: config.clone() })
+        Ok(Self { frames, layout, index: 0, config: config.clone() })
     }
 
     /// The metadata line, if the stream had one.
@@ -141,16 +140,15 @@ impl<R: BufRead> JsonlFrames<R> {
     /// The next frame's codes, or `None` at the end of the stream.
     pub fn next_frame(&mut self) -> Result<Option<Vec<u16>>> {
         let Some(values) = self.frames.next_raw()? else { return Ok(None) };
-        check_stage_count(values.len(), &self.config)?;
+        let pitch = self.frames.meta.as_ref().is_some_and(|m| m.pitch);
+        let columns = Columns::new(values.len(), pitch, &self.config)?;
         let frame = self.index;
         self.index += 1;
+        let flat = self.layout == Layout::Flat;
         values
             .iter()
             .enumerate()
-            .map(|(stage, &v)| {
-                let offset = if self.layout == Layout::Flat { stage * self.codebook_size } else { 0 };
-                check_code(v, offset, self.codebook_size, frame, stage)
-            })
+            .map(|(row, &v)| columns.check(v, row, frame, flat))
             .collect::<Result<Vec<u16>>>()
             .map(Some)
     }

@@ -8,6 +8,10 @@
 //!   1, ...), where stage `s` is offset by `s * codebook_size` so that every stage has its
 //!   own id range — the vocabulary a language model sees is `stages * codebook_size`.
 //!
+//! Codes of a model that uses pitch ([`TokenMeta::pitch`]) have one more row (stages
+//! layout) or one more token per frame (flat, offset by `stages * codebook_size`): the
+//! frame's pitch code, 0 for unvoiced and 1 to 255 for a log-F0 level ([`crate::pitch`]).
+//!
 //! Everything read is validated against the model that will decode it; errors name the
 //! frame and stage of the offending value.
 
@@ -86,8 +90,11 @@ pub struct TokenMeta {
     pub frame_rate: f64,
     /// Samples per frame.
     pub hop: usize,
-    /// Codes per frame.
+    /// Neural codes per frame.
     pub stages: usize,
+    /// Whether each frame also has a pitch code, after its neural codes (older files: no).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pitch: bool,
     /// Entries per codebook.
     pub codebook_size: usize,
     /// Array layout.
@@ -98,8 +105,15 @@ pub struct TokenMeta {
 }
 
 impl TokenMeta {
-    /// Metadata for codes made by the model `id` with `config`.
-    pub fn new(config: &ModelConfig, id: ModelId, stages: usize, layout: Layout, samples: Option<u64>) -> Self {
+    /// Metadata for codes of `stages` neural stages (and a pitch code per frame with
+    /// `pitch`) made by the model `id` with `config`.
+    pub fn new(
+        config: &ModelConfig,
+        id: ModelId,
+        (stages, pitch): (usize, bool),
+        layout: Layout,
+        samples: Option<u64>,
+    ) -> Self {
         Self {
             version: TOKENS_VERSION,
             model_id: id.to_string(),
@@ -107,10 +121,16 @@ impl TokenMeta {
             frame_rate: config.frame_rate(),
             hop: config.hop(),
             stages,
+            pitch,
             codebook_size: config.codebook_size,
             layout,
             samples,
         }
+    }
+
+    /// Codes per frame: the neural stages, and the pitch code if there is one.
+    pub fn rows(&self) -> usize {
+        self.stages + usize::from(self.pitch)
     }
 
     /// Checks that a model with `config` and `id` can decode these codes.
@@ -197,35 +217,36 @@ impl RawTokens {
             }
         };
         let size = config.codebook_size;
-        let (stages, data) = match layout {
+        let pitch = self.meta.as_ref().is_some_and(|m| m.pitch);
+        let (rows, data) = match layout {
             Layout::Stages => {
-                let [rows, columns] = self.shape[..] else {
+                let [first, second] = self.shape[..] else {
                     return Err(Error::Tokens(format!(
                         "the stages layout needs a 2-D array [stages, frames], not shape {:?}",
                         self.shape
                     )));
                 };
-                let (stages, frames) = if self.frames_first { (columns, rows) } else { (rows, columns) };
-                check_stage_count(stages, config)?;
-                let mut data = Vec::with_capacity(stages * frames);
+                let (rows, frames) = if self.frames_first { (second, first) } else { (first, second) };
+                let columns = Columns::new(rows, pitch, config)?;
+                let mut data = Vec::with_capacity(rows * frames);
                 for frame in 0..frames {
-                    for stage in 0..stages {
-                        let index = if self.frames_first { frame * stages + stage } else { stage * frames + frame };
-                        data.push(check_code(self.values[index], 0, size, frame, stage)?);
+                    for row in 0..rows {
+                        let index = if self.frames_first { frame * rows + row } else { row * frames + frame };
+                        data.push(columns.check(self.values[index], row, frame, false)?);
                     }
                 }
-                (stages, data)
+                (rows, data)
             }
             Layout::Flat => {
-                let stages = match (&self.meta, self.frames_first) {
-                    (Some(meta), _) => meta.stages,
+                let rows = match (&self.meta, self.frames_first) {
+                    (Some(meta), _) => meta.rows(),
                     (None, true) => self.shape[1],
                     (None, false) => infer_flat_stages(&self.values, size),
                 };
-                check_stage_count(stages, config)?;
-                if !self.values.len().is_multiple_of(stages) {
+                let columns = Columns::new(rows, pitch, config)?;
+                if !self.values.len().is_multiple_of(rows) {
                     return Err(Error::Tokens(format!(
-                        "{} flat tokens do not split into frames of {stages} stages",
+                        "{} flat tokens do not split into frames of {rows} codes",
                         self.values.len()
                     )));
                 }
@@ -233,25 +254,58 @@ impl RawTokens {
                     .values
                     .iter()
                     .enumerate()
-                    .map(|(i, &v)| {
-                        let (frame, stage) = (i / stages, i % stages);
-                        check_code(v, stage * size, size, frame, stage)
-                    })
+                    .map(|(i, &v)| columns.check(v, i % rows, i / rows, true))
                     .collect::<Result<Vec<u16>>>()?;
-                (stages, data)
+                (rows, data)
             }
         };
+        let stages = rows - usize::from(pitch);
         if let Some(meta) = &self.meta
             && meta.stages != stages
         {
             return Err(Error::Tokens(format!(
-                "the metadata says {} stages but the array holds {stages}",
-                meta.stages
+                "the metadata says {} stages{} but the array holds {rows} codes per frame",
+                meta.stages,
+                if pitch { " and pitch" } else { "" }
             )));
         }
-        let codes = Codes::from_frame_major(stages, data)?;
-        let meta = self.meta.unwrap_or_else(|| TokenMeta::new(config, id, stages, layout, None));
+        let codes = Codes::from_frame_major(rows, data)?;
+        let meta = self.meta.unwrap_or_else(|| TokenMeta::new(config, id, (stages, false), layout, None));
         Ok(Tokens { meta, codes })
+    }
+}
+
+/// The value ranges of a frame's codes: `stages` neural codes of `codebook_size` values,
+/// then, with `pitch`, a pitch code of 256.
+struct Columns {
+    stages: usize,
+    pitch: bool,
+    codebook_size: usize,
+}
+
+impl Columns {
+    /// The columns of frames of `rows` codes; checks the stage count against the model.
+    fn new(rows: usize, pitch: bool, config: &ModelConfig) -> Result<Self> {
+        let stages = rows.saturating_sub(usize::from(pitch));
+        check_stage_count(stages, config)?;
+        Ok(Self { stages, pitch, codebook_size: config.codebook_size })
+    }
+
+    /// `value` of code `row` of `frame` as a code (in the flat layout, less its row's
+    /// offset), or an error naming where it sits.
+    fn check(&self, value: i64, row: usize, frame: usize, flat: bool) -> Result<u16> {
+        let is_pitch = self.pitch && row == self.stages;
+        let size = if is_pitch { 1 << crate::codec::PITCH_BITS } else { self.codebook_size };
+        let offset = if flat { (row * self.codebook_size) as i64 } else { 0 };
+        let code = value - offset;
+        if !(0..size as i64).contains(&code) {
+            let what = if is_pitch { "pitch".to_string() } else { format!("stage {row}") };
+            return Err(Error::Tokens(format!(
+                "frame {frame}, {what}: value {value} is outside {offset}..={} ({size} codes)",
+                offset + size as i64 - 1
+            )));
+        }
+        Ok(code as u16)
     }
 }
 
@@ -260,18 +314,6 @@ impl RawTokens {
 fn infer_flat_stages(values: &[i64], codebook_size: usize) -> usize {
     let size = codebook_size as i64;
     values.iter().skip(1).position(|&v| (0..size).contains(&v)).map_or(values.len(), |p| p + 1).max(1)
-}
-
-/// `value - offset` as a code, or an error naming where it sits.
-fn check_code(value: i64, offset: usize, size: usize, frame: usize, stage: usize) -> Result<u16> {
-    let code = value - offset as i64;
-    if !(0..size as i64).contains(&code) {
-        return Err(Error::Tokens(format!(
-            "frame {frame}, stage {stage}: value {value} is outside {offset}..={} (codebook size {size})",
-            offset + size - 1
-        )));
-    }
-    Ok(code as u16)
 }
 
 impl Tokens {
@@ -354,7 +396,7 @@ mod tests {
     fn sample(layout: Layout) -> Tokens {
         let config = ModelConfig::default();
         let codes = Codes::from_frame_major(3, vec![1, 2, 3, 4, 5, 1023, 0, 7, 9]).unwrap();
-        Tokens { meta: TokenMeta::new(&config, ModelId([7; 16]), 3, layout, Some(960)), codes }
+        Tokens { meta: TokenMeta::new(&config, ModelId([7; 16]), (3, false), layout, Some(960)), codes }
     }
 
     #[test]
@@ -370,6 +412,29 @@ mod tests {
                 assert_eq!(back, tokens, "{format:?} {layout:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_pitch_row_round_trips_and_is_range_checked() {
+        let config = ModelConfig::default();
+        let id = ModelId([7; 16]);
+        // Two stages and a pitch code per frame.
+        let codes = Codes::from_frame_major(3, vec![1, 2, 0, 4, 1023, 255, 7, 8, 128]).unwrap();
+        for layout in [Layout::Stages, Layout::Flat] {
+            let tokens = Tokens { meta: TokenMeta::new(&config, id, (2, true), layout, None), codes: codes.clone() };
+            for format in [TokenFormat::Npy, TokenFormat::Safetensors, TokenFormat::Jsonl] {
+                let mut bytes = Vec::new();
+                tokens.write(format, &mut bytes).unwrap();
+                let back = read(format, &bytes, Some(&tokens.meta_json())).unwrap().into_tokens(&config, id).unwrap();
+                assert_eq!(back, tokens, "{format:?} {layout:?}");
+            }
+        }
+        let flat = Tokens { meta: TokenMeta::new(&config, id, (2, true), Layout::Flat, None), codes };
+        assert_eq!(flat.to_array().1[..3], [1, 1026, 2048], "the pitch row is offset past the stages");
+        let meta = Some(TokenMeta::new(&config, id, (2, true), Layout::Stages, None));
+        let raw = RawTokens { meta, shape: vec![3, 2], values: vec![1, 2, 3, 4, 5, 256], frames_first: false };
+        let err = raw.into_tokens(&config, id).unwrap_err().to_string();
+        assert!(err.contains("frame 1, pitch") && err.contains("256"), "{err}");
     }
 
     #[test]
