@@ -125,7 +125,5 @@ pub fn audio_1d<'py>(py: Python<'py>, samples: Vec<f32>) -> Bound<'py, PyArray1<
 pub fn audio_2d<'py>(py: Python<'py>, rows: Vec<Vec<f32>>) -> Bound<'py, PyArray2<f32>> {
     let (items, length) = (rows.len(), rows.first().map_or(0, Vec::len));
     let flat: Vec<f32> = rows.into_iter().flatten().collect();
-    Array2::from_shape_vec((items, length), flat)
-        .expect("rows of one length")
-        .into_pyarray(py)
+    Array2::from_shape_vec((items, length), flat).expect("rows of one length").into_pyarray(py)
 }

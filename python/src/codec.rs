@@ -37,9 +37,7 @@ impl Codec {
         match device {
             "cpu" => {}
             "cuda" => {
-                return Err(PyValueError::new_err(
-                    "this tokenwave was built without CUDA support; use device=\"cpu\"",
-                ));
+                return Err(PyValueError::new_err("this tokenwave was built without CUDA support; use device=\"cpu\""));
             }
             other => return Err(PyValueError::new_err(format!("device must be \"cpu\" or \"cuda\", not {other:?}"))),
         }
@@ -247,10 +245,7 @@ impl Codec {
     /// `rate` as a rate the resampler takes.
     pub(crate) fn source_rate(&self, rate: i64) -> Result<u32> {
         u32::try_from(rate).ok().filter(|&rate| rate > 0).ok_or_else(|| {
-            Error::InvalidArgument(format!(
-                "cannot resample from {rate} Hz to {} Hz",
-                self.codec.config().sample_rate
-            ))
+            Error::InvalidArgument(format!("cannot resample from {rate} Hz to {} Hz", self.codec.config().sample_rate))
         })
     }
 

@@ -13,9 +13,9 @@ use burn::tensor::backend::Backend;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
-use tokenwave_core::{Codec, batch};
 use tokenwave_core::audio::find_audio_files;
 use tokenwave_core::tokens::{Layout, TokenFormat};
+use tokenwave_core::{Codec, batch};
 
 use super::super::{Global, RateArgs, interrupted, load_codec, report};
 use super::{FormatArg, LayoutArg, tokenize, write_tokens};
