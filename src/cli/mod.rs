@@ -108,7 +108,7 @@ enum Command {
     /// Measure quality (STOI, ESTOI, SI-SDR, log-mel, real bitrate, speed) on clips, optionally
     /// next to Opus and Codec2.
     Eval(eval::EvalArgs),
-    /// Codes as arrays for TTS and speech-LM pipelines: export, decode, batch.
+    /// Codes as arrays for TTS and speech-LM pipelines: export, decode, batch, info.
     Tokens(tokens::TokensArgs),
 }
 

@@ -29,11 +29,13 @@
 #![deny(missing_docs)]
 
 pub mod audio;
+pub mod batch;
 pub mod bitstream;
 mod codec;
 mod codes;
 pub mod dsp;
 mod error;
+pub mod lm;
 pub mod lowband;
 pub mod model;
 pub mod pitch;

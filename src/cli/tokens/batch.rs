@@ -6,8 +6,6 @@
 //! or re-queued job resumes where it stopped. docs/TOKENS.md has Slurm and Kubernetes examples.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -15,9 +13,9 @@ use burn::tensor::backend::Backend;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
-use tokenwave_core::Codec;
 use tokenwave_core::audio::find_audio_files;
 use tokenwave_core::tokens::{Layout, TokenFormat};
+use tokenwave_core::{Codec, batch};
 
 use super::super::{Global, RateArgs, interrupted, load_codec, report};
 use super::{FormatArg, LayoutArg, tokenize, write_tokens};
@@ -221,8 +219,8 @@ fn files_bar(global: &Global, files: usize) -> ProgressBar {
     bar
 }
 
-/// Tokenizes `todo` (source, target) on `jobs` threads, each taking the next file as it
-/// finishes one; a file that fails is listed, not fatal. Stops early on Ctrl-C.
+/// Tokenizes `todo` (source, target) on `jobs` threads ([`tokenwave_core::batch`]); a file
+/// that fails is listed, not fatal. Stops early on Ctrl-C.
 fn tokenize_all<B: Backend>(
     codec: &Codec<B>,
     todo: &[(&Entry, PathBuf)],
@@ -230,40 +228,34 @@ fn tokenize_all<B: Backend>(
     jobs: usize,
     bar: &ProgressBar,
 ) -> Done {
-    let next = AtomicUsize::new(0);
-    let done = Mutex::new(Done::default());
+    let mut done = Done::default();
     let rate = f64::from(codec.config().sample_rate);
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.min(todo.len().max(1)) {
-            scope.spawn(|| {
-                while !interrupted() {
-                    let Some((entry, target)) = todo.get(next.fetch_add(1, Ordering::SeqCst)) else { return };
-                    let result = tokenize(codec, &entry.source, stages, layout).and_then(|tokens| {
-                        if let Some(dir) = target.parent() {
-                            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-                        }
-                        write_tokens(&tokens, format, target)?;
-                        Ok(tokens.meta.samples.unwrap_or(0) as f64 / rate)
-                    });
-                    let mut done = done.lock().expect("no worker panics holding the lock");
-                    match result {
-                        Ok(seconds) => {
-                            done.seconds += seconds;
-                            done.encoded += 1;
-                        }
-                        Err(_) if interrupted() => return,
-                        Err(e) => {
-                            bar.suspend(|| eprintln!("tokenwave: skipped {}: {e:#}", entry.source.display()));
-                            done.failures.push((entry.source.clone(), format!("{e:#}")));
-                        }
-                    }
-                    bar.set_message(format!("{:.1} h of audio", done.seconds / 3600.0));
-                    bar.inc(1);
-                }
-            });
+    let work = |(entry, target): &(&Entry, PathBuf)| {
+        tokenize(codec, &entry.source, stages, layout).and_then(|tokens| {
+            if let Some(dir) = target.parent() {
+                std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            write_tokens(&tokens, format, target)?;
+            Ok(tokens.meta.samples.unwrap_or(0) as f64 / rate)
+        })
+    };
+    batch::for_each(todo, jobs, interrupted, work, |index, result| {
+        match result {
+            Ok(seconds) => {
+                done.seconds += seconds;
+                done.encoded += 1;
+            }
+            Err(_) if interrupted() => return,
+            Err(e) => {
+                let source = &todo[index].0.source;
+                bar.suspend(|| eprintln!("tokenwave: skipped {}: {e:#}", source.display()));
+                done.failures.push((source.clone(), format!("{e:#}")));
+            }
         }
+        bar.set_message(format!("{:.1} h of audio", done.seconds / 3600.0));
+        bar.inc(1);
     });
-    done.into_inner().expect("workers finished")
+    done
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 mod batch;
 mod decode;
 mod export;
+mod info;
 
 use std::io::Write;
 use std::path::Path;
@@ -32,6 +33,8 @@ enum TokensCommand {
     Decode(decode::DecodeArgs),
     /// Tokenize a dataset: resumable, shardable across a Slurm or Kubernetes array job.
     Batch(batch::BatchArgs),
+    /// The codes' conventions for an LM: rate, rows, offsets, special tokens (--json: codec-bpe's codec_info.json).
+    Info(info::InfoArgs),
 }
 
 pub fn run<B: Backend>(args: &TokensArgs, global: &Global, device: B::Device) -> Result<()> {
@@ -39,6 +42,7 @@ pub fn run<B: Backend>(args: &TokensArgs, global: &Global, device: B::Device) ->
         TokensCommand::Export(args) => export::run::<B>(args, global, device),
         TokensCommand::Decode(args) => decode::run::<B>(args, global, device),
         TokensCommand::Batch(args) => batch::run::<B>(args, global, device),
+        TokensCommand::Info(args) => info::run::<B>(args, global, device),
     }
 }
 
