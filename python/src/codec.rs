@@ -47,10 +47,7 @@ impl Codec {
                 None => Weights::embedded()?,
             };
             let codec = tokenwave_core::Codec::new(&weights, Default::default())?;
-            let layout = match low_band {
-                Some(0) => FrameLayout::neural(codec.stages_for_kbps(kbps)?),
-                other => codec.layout_for_kbps(kbps, other)?,
-            };
+            let layout = codec.layout_for_kbps(kbps, low_band)?;
             Ok(Self { codec, layout })
         })
         .or_raise()
@@ -149,7 +146,7 @@ impl Codec {
         let jobs = jobs_for(jobs, items.len())?;
         let size = self.codec.config().codebook_size;
         let audio = py.detach(|| {
-            in_batch(&items, jobs, |&item| self.codec.decode(&grid.item(item, size, 0)?, self.layout.low_band))
+            in_batch(&items, jobs, |&item| self.codec.decode(&grid.item(item, size, 0)?, self.layout_for_rows(grid.rows)))
         })?;
         Ok(audio_2d(py, audio))
     }
@@ -189,7 +186,7 @@ impl Codec {
         let model_rate = self.codec.config().sample_rate;
         let rate = sample_rate.map_or(Ok(model_rate), |rate| self.source_rate(rate)).or_raise()?;
         py.detach(|| {
-            let samples = self.codec.decode(&codes, self.layout.low_band)?;
+            let samples = self.codec.decode(&codes, self.layout_for_rows(codes.stages()))?;
             let mut resampler = Resampler::new(model_rate, rate)?;
             let mut wav = WavSink::new(BufWriter::new(create(&path)?), rate)?;
             wav.write(&resampler.process(&samples))?;
@@ -249,8 +246,16 @@ impl Codec {
         })
     }
 
+    /// The layout of codes with `rows` rows per frame: this Codec's, with as many neural
+    /// stages as the rows leave after the low band and the pitch ([`Self::check_rows`]).
+    pub(crate) fn layout_for_rows(&self, rows: usize) -> FrameLayout {
+        let side = self.layout.low_band_digits() + usize::from(self.layout.pitch);
+        FrameLayout { stages: rows.saturating_sub(side), ..self.layout }
+    }
+
     /// Checks that codes with `rows` rows per frame fit this Codec's layout: with a low band
-    /// exactly its rows, else 1 to the model's stages (fewer stages: a lower bitrate).
+    /// exactly its rows, else 1 to the model's stages (fewer stages: a lower bitrate), and
+    /// the pitch row last if the model uses one.
     pub(crate) fn check_rows(&self, rows: usize) -> Result<()> {
         if self.layout.low_band.is_some() && rows != self.layout.codes_per_frame() {
             return Err(Error::InvalidArgument(format!(
@@ -259,7 +264,7 @@ impl Codec {
                 self.layout.codes_per_frame()
             )));
         }
-        self.codec.check_stages(rows - self.layout.low_band_digits())
+        self.codec.check_stages(self.layout_for_rows(rows).stages)
     }
 
     /// The single item of a `[K, F]` or `[1, K, F]` grid, checked.
@@ -315,7 +320,7 @@ impl Codec {
         if header.hop as usize != config.hop() || header.sample_rate != config.sample_rate {
             return Err(Error::Format("the stream's frame layout does not match the model's".into()));
         }
-        if self.codec.low_band_of(&header)? != self.layout.low_band {
+        if self.codec.layout_of(&header)?.low_band != self.layout.low_band {
             return Err(Error::InvalidArgument(format!(
                 "{} has {} stages and {} low-band codes per frame; this Codec reads {}: make one with low_band={}",
                 path.display(),
@@ -345,7 +350,7 @@ impl Codec {
                 "samples={samples} is more than the {decodes_to} samples these codes decode to"
             )));
         }
-        let layout = FrameLayout { stages: codes.stages() - self.layout.low_band_digits(), ..self.layout };
+        let layout = self.layout_for_rows(codes.stages());
         let header = self.codec.tkw_header(layout, self.codec.config().sample_rate, Some(samples));
         let mut writer = TkwWriter::new(BufWriter::new(create(path)?), header)?;
         writer.write(codes)?;

@@ -68,7 +68,8 @@ impl StreamEncoder {
 /// Codes in, a few frames at a time; audio at the model rate out.
 #[pyclass(module = "tokenwave")]
 pub struct StreamDecoder {
-    decoder: tokenwave_core::StreamDecoder<CpuBackend>,
+    /// Made at the first push, whose rows give the stages.
+    decoder: Option<tokenwave_core::StreamDecoder<CpuBackend>>,
     /// The codec's layout, to check what comes in.
     codec: Codec,
     frames_in: u64,
@@ -76,7 +77,7 @@ pub struct StreamDecoder {
 
 impl StreamDecoder {
     pub(crate) fn new(codec: &Codec) -> Self {
-        Self { decoder: codec.codec.stream_decoder(codec.layout.low_band), codec: codec.clone(), frames_in: 0 }
+        Self { decoder: None, codec: codec.clone(), frames_in: 0 }
     }
 }
 
@@ -95,8 +96,12 @@ impl StreamDecoder {
         }
         codec.check_rows(grid.rows).or_raise()?;
         let codes: Codes = grid.item(0, codec.codec.config().codebook_size, self.frames_in).or_raise()?;
+        let decoder = match &mut self.decoder {
+            Some(decoder) => decoder,
+            None => self.decoder.insert(codec.codec.stream_decoder(codec.layout_for_rows(grid.rows)).or_raise()?),
+        };
         self.frames_in += codes.frames() as u64;
-        let samples = py.detach(|| self.decoder.push(&codes)).or_raise()?;
+        let samples = py.detach(|| decoder.push(&codes)).or_raise()?;
         Ok(audio_1d(py, samples))
     }
 }

@@ -32,7 +32,9 @@ pub struct CodecInfo {
     /// Values a code takes: `0..codebook_size`.
     pub codebook_size: usize,
     /// What each row holds, first row first: "neural" for a quantizer stage (coarsest
-    /// first), "low_band" for a digit of the low-band waveform layer.
+    /// first), "low_band" for a digit of the low-band waveform layer, "pitch" for the
+    /// frame's pitch code (0 unvoiced, 1 to 255 a log-F0 level; its range is a row's like
+    /// the others').
     pub rows: Vec<&'static str>,
     /// Added to row `k`'s codes in a flat sequence, so every row has its own id range.
     pub offsets: Vec<usize>,
@@ -50,6 +52,7 @@ impl CodecInfo {
     pub fn new(config: &ModelConfig, id: ModelId, layout: FrameLayout) -> Self {
         let rows: Vec<&'static str> = std::iter::repeat_n("neural", layout.stages)
             .chain(std::iter::repeat_n("low_band", layout.low_band_digits()))
+            .chain(layout.pitch.then_some("pitch"))
             .collect();
         let size = config.codebook_size;
         let audio = rows.len() * size;
@@ -84,7 +87,7 @@ mod tests {
     fn rows_offsets_and_specials_follow_the_layout() {
         let config = ModelConfig::default();
         let low_band = LowBand::new(3, config.bits_per_code(), config.hop(), config.sample_rate).unwrap();
-        let info = CodecInfo::new(&config, ModelId([1; 16]), FrameLayout { stages: 2, low_band: Some(low_band) });
+        let info = CodecInfo::new(&config, ModelId([1; 16]), FrameLayout { stages: 2, low_band: Some(low_band), pitch: false });
         assert_eq!(info.rows, ["neural", "neural", "low_band", "low_band", "low_band"]);
         assert_eq!(info.offsets, [0, 1024, 2048, 3072, 4096]);
         assert_eq!(info.vocab_size, 5 * 1024 + 3);
