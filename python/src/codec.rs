@@ -95,14 +95,15 @@ impl Codec {
         self.codec.model_id().to_string()
     }
 
-    /// The frame layout: {"stages": neural stages, "low_band": low-band codes, "rows": what
-    /// each row of codes holds}.
+    /// The frame layout: {"stages": neural stages, "low_band": low-band codes, "pitch":
+    /// whether the last row is the pitch code, "rows": what each row of codes holds}.
     #[getter]
     fn layout<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let info = self.info();
         let layout = PyDict::new(py);
         layout.set_item("stages", self.layout.stages)?;
         layout.set_item("low_band", self.layout.low_band_digits())?;
+        layout.set_item("pitch", self.layout.pitch)?;
         layout.set_item("rows", info.rows)?;
         Ok(layout)
     }

@@ -21,7 +21,7 @@ def test_properties_describe_the_default_model(codec):
     assert (codec.sample_rate, codec.frame_rate, codec.hop) == (16000, 50.0, 320)
     assert codec.codebook_size == tokenwave.CODEBOOK_SIZE == 1024
     assert codec.num_codebooks == 6 and codec.kbps == 3.0
-    assert codec.layout == {"stages": 6, "low_band": 0, "rows": ["neural"] * 6}
+    assert codec.layout == {"stages": 6, "low_band": 0, "pitch": False, "rows": ["neural"] * 6}
     assert len(codec.model_id) == 32
     split = tokenwave.Codec(kbps=3.0, low_band=None)
     assert split.layout["stages"] + split.layout["low_band"] == split.num_codebooks == 6

@@ -53,8 +53,9 @@ class Codec:
         """Hex id of the model; codes decode only with the model that made them."""
     @property
     def layout(self) -> Dict[str, Any]:
-        """``{"stages": int, "low_band": int, "rows": [str, ...]}``: neural stages, low-band
-        codes, and what each row holds ("neural", "low_band")."""
+        """``{"stages": int, "low_band": int, "pitch": bool, "rows": [str, ...]}``: neural
+        stages, low-band codes, whether the last row is the pitch code, and what each row
+        holds ("neural", "low_band", "pitch")."""
     def codec_info(self) -> Dict[str, Any]:
         """The token conventions as codec-bpe's codec_info.json has them, plus offsets,
         special tokens and the delay pad (docs/TOKENS.md)."""
