@@ -47,7 +47,11 @@ impl Codec {
                 None => Weights::embedded()?,
             };
             let codec = tokenwave_core::Codec::new(&weights, Default::default())?;
-            let layout = codec.layout_for_kbps(kbps, low_band)?;
+            // Neural codes only count stages, as `tokens export --kbps` does.
+            let layout = match low_band {
+                Some(0) => codec.layout(codec.stages_for_kbps(kbps)?, 0)?,
+                other => codec.layout_for_kbps(kbps, other)?,
+            };
             Ok(Self { codec, layout })
         })
         .or_raise()
