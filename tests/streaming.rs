@@ -84,7 +84,8 @@ fn the_low_band_streams_like_the_whole_signal_and_ends_where_the_input_ends() {
     let offline_codes = codec.encode(&samples, FrameLayout { stages: 3, low_band: Some(layer), pitch: false }).unwrap();
     assert_eq!(offline_codes.stages(), 3 + 4);
     assert_eq!(offline_codes.frames(), samples.len().div_ceil(320) + 1, "one extra frame ends the low band");
-    let offline_audio = codec.decode(&offline_codes, FrameLayout { stages: 3, low_band: Some(layer), pitch: false }).unwrap();
+    let offline_audio =
+        codec.decode(&offline_codes, FrameLayout { stages: 3, low_band: Some(layer), pitch: false }).unwrap();
     assert_eq!(offline_audio.len(), samples.len().div_ceil(320) * 320);
 
     let hybrid = FrameLayout { stages: 3, low_band: Some(layer), pitch: false };
@@ -140,11 +141,10 @@ fn the_low_band_carries_the_waveform_in_its_band_that_the_neural_decoder_misses(
     let samples = speech();
     let layer = codec.low_band(4).unwrap();
     assert_eq!(layer.bins(), 3..20, "75 to 500 Hz");
-    let neural = codec.decode(&codec.encode(&samples, FrameLayout::neural(3)).unwrap(), FrameLayout::neural(3)).unwrap();
+    let neural =
+        codec.decode(&codec.encode(&samples, FrameLayout::neural(3)).unwrap(), FrameLayout::neural(3)).unwrap();
     let hybrid = FrameLayout { stages: 3, low_band: Some(layer), pitch: false };
-    let hybrid = codec
-        .decode(&codec.encode(&samples, hybrid).unwrap(), hybrid)
-        .unwrap();
+    let hybrid = codec.decode(&codec.encode(&samples, hybrid).unwrap(), hybrid).unwrap();
     let n = samples.len();
     let reference = band(&samples, 75.0, 500.0);
     let neural_snr = snr_db(&reference, &band(&neural[..n], 75.0, 500.0));
@@ -185,8 +185,9 @@ fn an_old_stream_decodes_with_its_own_low_band(path: &str, version: u8, bins: st
     let (low, high) = hz;
     let snr = snr_db(&band(&samples, low, high), &band(&decoded[..n], low, high));
     let current = codec.low_band(3).unwrap();
-    let misread =
-        codec.decode(&codes, FrameLayout { low_band: Some(current), ..layout }).map(|d| snr_db(&band(&samples, low, high), &band(&d[..n], low, high)));
+    let misread = codec
+        .decode(&codes, FrameLayout { low_band: Some(current), ..layout })
+        .map(|d| snr_db(&band(&samples, low, high), &band(&d[..n], low, high)));
     assert!(snr > 8.0, "{low}-{high} Hz: {snr:.1} dB");
     assert!(misread.as_ref().map_or(true, |&wrong| wrong < snr - 6.0), "misread: {misread:?}, right: {snr:.1} dB");
 }

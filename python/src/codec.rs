@@ -151,7 +151,9 @@ impl Codec {
         let jobs = jobs_for(jobs, items.len())?;
         let size = self.codec.config().codebook_size;
         let audio = py.detach(|| {
-            in_batch(&items, jobs, |&item| self.codec.decode(&grid.item(item, size, 0)?, self.layout_for_rows(grid.rows)))
+            in_batch(&items, jobs, |&item| {
+                self.codec.decode(&grid.item(item, size, 0)?, self.layout_for_rows(grid.rows))
+            })
         })?;
         Ok(audio_2d(py, audio))
     }

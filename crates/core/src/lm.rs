@@ -87,7 +87,11 @@ mod tests {
     fn rows_offsets_and_specials_follow_the_layout() {
         let config = ModelConfig::default();
         let low_band = LowBand::new(3, config.bits_per_code(), config.hop(), config.sample_rate).unwrap();
-        let info = CodecInfo::new(&config, ModelId([1; 16]), FrameLayout { stages: 2, low_band: Some(low_band), pitch: false });
+        let info = CodecInfo::new(
+            &config,
+            ModelId([1; 16]),
+            FrameLayout { stages: 2, low_band: Some(low_band), pitch: false },
+        );
         assert_eq!(info.rows, ["neural", "neural", "low_band", "low_band", "low_band"]);
         assert_eq!(info.offsets, [0, 1024, 2048, 3072, 4096]);
         assert_eq!(info.vocab_size, 5 * 1024 + 3);

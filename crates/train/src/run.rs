@@ -62,7 +62,8 @@ pub fn train<B: AutodiffBackend>(
     let crop = options.crop.div_ceil(multiple).max(1) * multiple;
     let validation = Validation::<B::InnerBackend>::new(&validation_corpus, &config, multiple, &device);
     let pitch = config.harmonic_source.is_some().then_some((config.sample_rate, config.hop()));
-    let loader = Loader::start(Arc::new(train_corpus), start.state.seed, start.state.step, [options.batch, crop], pitch);
+    let loader =
+        Loader::start(Arc::new(train_corpus), start.state.seed, start.state.step, [options.batch, crop], pitch);
     let mut trainer = Trainer { workers: worker_pools(options.workers)?, loss, crop, device, start };
     let mut metrics = Metrics::open(out)?;
     let started = Instant::now();

@@ -39,7 +39,12 @@ pub(crate) fn decoder_input<B: Backend>(latents: Tensor<B, 3>, f0: Option<&[f32]
 /// The forward pass of `audio` `[batch, len, 1]` (with its frames' transmitted F0 for a
 /// harmonic source) with the first `stages` codebooks, which must be initialised
 /// ([`crate::vq::EmaCodebooks`]). Gradients pass the quantizer straight through.
-pub(crate) fn forward<B: Backend>(model: &Model<B>, audio: Tensor<B, 3>, f0: Option<&[f32]>, stages: usize) -> Forward<B> {
+pub(crate) fn forward<B: Backend>(
+    model: &Model<B>,
+    audio: Tensor<B, 3>,
+    f0: Option<&[f32]>,
+    stages: usize,
+) -> Forward<B> {
     let [batch, len, _] = audio.dims();
     let device = audio.device();
     let latents = model.encoder.step(audio, &mut model.encoder.init_state(batch, &device));

@@ -130,7 +130,8 @@ impl<B: Backend> Codec<B> {
     /// of them go to the low band; without, the split that scored best: the neural stages
     /// alone at low rates, a share for the low band above.
     pub fn layout_for_kbps(&self, kbps: f64, low_band: Option<usize>) -> Result<FrameLayout> {
-        let pitch_kbps = if self.uses_pitch() { self.config.frame_rate() * f64::from(PITCH_BITS) / 1000.0 } else { 0.0 };
+        let pitch_kbps =
+            if self.uses_pitch() { self.config.frame_rate() * f64::from(PITCH_BITS) / 1000.0 } else { 0.0 };
         if kbps.is_finite() && kbps > 0.0 && kbps <= pitch_kbps {
             return Err(Error::InvalidArgument(format!(
                 "{kbps} kbps leaves nothing for the codes after this model's {pitch_kbps} kbps of pitch"

@@ -21,7 +21,6 @@ pub struct StreamEncoder<B: Backend> {
     state: EncoderState<B>,
     pending: Vec<f32>,
     hop: usize,
-    stages: usize,
     samples_in: u64,
     layout: FrameLayout,
     /// Codes the band below the low band's cut as a waveform ([`crate::lowband`]).
@@ -45,12 +44,12 @@ impl<B: Backend> StreamEncoder<B> {
         let hop = config.hop();
         let low_band = layout.low_band.map(|layer| LowBandEncoder::new(layer, hop));
         let pitch = layout.pitch.then(|| PitchTracker::new(config.sample_rate, hop));
-        Self { model, quantizer, state, pending: Vec::new(), hop, stages: layout.stages, samples_in: 0, layout, low_band, pitch, device }
+        Self { model, quantizer, state, pending: Vec::new(), hop, samples_in: 0, layout, low_band, pitch, device }
     }
 
     /// Neural quantizer stages per frame.
     pub fn stages(&self) -> usize {
-        self.stages
+        self.layout.stages
     }
 
     /// The layout of the codes this encoder emits.
@@ -109,10 +108,10 @@ impl<B: Backend> StreamEncoder<B> {
             self.pitch.as_mut().map(|tracker| tracker.push(&samples).iter().map(pitch::quantize).collect());
         let input = Tensor::<B, 3>::from_data(TensorData::new(samples, [1, len, 1]), &self.device);
         let latents = self.model.encoder.step(input, &mut self.state);
-        let codes = self.quantizer.encode(latents, self.stages);
+        let codes = self.quantizer.encode(latents, self.layout.stages);
         let values = codes.into_data().convert::<i64>().into_vec::<i64>().expect("int codes");
         let mut data = Vec::with_capacity(frames * self.codes_per_frame());
-        for (frame, neural) in values.chunks_exact(self.stages).enumerate() {
+        for (frame, neural) in values.chunks_exact(self.layout.stages).enumerate() {
             data.extend(neural.iter().map(|&c| c as u16));
             if let Some(digits) = &low_band {
                 data.extend_from_slice(&digits[frame]);
@@ -174,7 +173,8 @@ impl<B: Backend> StreamDecoder<B> {
         let (stages, digits) = (self.layout.stages, self.layout.low_band_digits());
         for (i, &code) in codes.as_frame_major().iter().enumerate() {
             let column = i % per_frame;
-            let limit = if self.layout.pitch && column == per_frame - 1 { 1 << super::PITCH_BITS } else { self.codebook_size };
+            let limit =
+                if self.layout.pitch && column == per_frame - 1 { 1 << super::PITCH_BITS } else { self.codebook_size };
             if usize::from(code) >= limit {
                 let what = if column < stages + digits { format!("stage {column}") } else { "pitch".to_string() };
                 return Err(Error::InvalidArgument(format!(

@@ -59,15 +59,21 @@ impl<B: Backend> Decoder<B> {
             synthesis: synthesis_basis(n_fft, device),
             hop: config.hop(),
             latent_dim: config.latent_dim,
-            harmonic: config.harmonic_source.as_ref().map(|source| {
-                HarmonicSource::new(c.dim, source.bands, config.hop(), config.sample_rate, device)
-            }),
+            harmonic: config
+                .harmonic_source
+                .as_ref()
+                .map(|source| HarmonicSource::new(c.dim, source.bands, config.hop(), config.sample_rate, device)),
         }
     }
 
     /// This decoder with a harmonic source of `source`'s size added, starting quiet, so a
     /// trained decoder learns to use the transmitted pitch without losing what it learned.
-    pub fn with_harmonic_source(mut self, source: &HarmonicSourceConfig, config: &ModelConfig, device: &B::Device) -> Self {
+    pub fn with_harmonic_source(
+        mut self,
+        source: &HarmonicSourceConfig,
+        config: &ModelConfig,
+        device: &B::Device,
+    ) -> Self {
         let dim = config.decoder.dim;
         self.harmonic = Some(HarmonicSource::new(dim, source.bands, config.hop(), config.sample_rate, device));
         self

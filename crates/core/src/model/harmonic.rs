@@ -75,7 +75,11 @@ impl<B: Backend> HarmonicSource<B> {
 
     /// The state before any input.
     pub fn init_state(&self, batch: usize, device: &B::Device) -> HarmonicState<B> {
-        HarmonicState { phase: vec![0.0; batch], f0: vec![0.0; batch], amplitudes: Tensor::zeros([batch, 1, HARMONICS], device) }
+        HarmonicState {
+            phase: vec![0.0; batch],
+            f0: vec![0.0; batch],
+            amplitudes: Tensor::zeros([batch, 1, HARMONICS], device),
+        }
     }
 
     /// The trunk's extra input for frames whose F0 (Hz, 0 when unvoiced) is `f0`
@@ -83,10 +87,8 @@ impl<B: Backend> HarmonicSource<B> {
     pub fn pitch_features(&self, f0: Tensor<B, 3>) -> Tensor<B, 3> {
         let [batch, frames, _] = f0.dims();
         let values: Vec<f32> = f0.into_data().convert::<f32>().into_vec().expect("float pitch");
-        let features: Vec<f32> = values
-            .iter()
-            .flat_map(|&hz| if hz > 0.0 { [1.0, (hz / 140.0).log2()] } else { [0.0, 0.0] })
-            .collect();
+        let features: Vec<f32> =
+            values.iter().flat_map(|&hz| if hz > 0.0 { [1.0, (hz / 140.0).log2()] } else { [0.0, 0.0] }).collect();
         let device = self.envelope.weight.device();
         let features = Tensor::from_data(TensorData::new(features, [batch, frames, PITCH_FEATURES]), &device);
         linear(&self.pitch_input, features).mul_scalar(PITCH_INPUT_SCALE)
@@ -104,7 +106,8 @@ impl<B: Backend> HarmonicSource<B> {
         let cosines = Tensor::<B, 3>::from_data(TensorData::new(bank.cosines, [rows, self.hop, HARMONICS]), &device);
         let sampling = Tensor::<B, 3>::from_data(TensorData::new(bank.sampling, [rows, bands, HARMONICS]), &device);
         let envelope = linear(&self.envelope, features).reshape([rows, 1, bands]);
-        let amplitudes = envelope.matmul(sampling).clamp_max(MAX_LOG_AMPLITUDE).exp().reshape([batch, frames, HARMONICS]);
+        let amplitudes =
+            envelope.matmul(sampling).clamp_max(MAX_LOG_AMPLITUDE).exp().reshape([batch, frames, HARMONICS]);
         let previous = previous_frames(amplitudes.clone(), &mut state.amplitudes);
         let transpose = |a: Tensor<B, 3>| a.reshape([rows, 1, HARMONICS]).swap_dims(1, 2);
         let ramp: Vec<f32> = (1..=self.hop).map(|t| t as f32 / self.hop as f32).collect();
@@ -219,8 +222,11 @@ mod tests {
         let source = source(&device);
         let features = Tensor::<Flex, 3>::random([2, 9, 8], Distribution::Normal(0.0, 1.0), &device);
         let f0: Vec<f32> = (0..18).map(|i| if i % 5 == 3 { 0.0 } else { 90.0 + 13.0 * i as f32 }).collect();
-        let whole: Vec<f32> =
-            source.synthesize(features.clone(), &f0, &mut source.init_state(2, &device)).into_data().into_vec().unwrap();
+        let whole: Vec<f32> = source
+            .synthesize(features.clone(), &f0, &mut source.init_state(2, &device))
+            .into_data()
+            .into_vec()
+            .unwrap();
         let mut state = source.init_state(2, &device);
         let (mut pieces, mut start) = (Vec::new(), 0);
         for frames in [1, 3, 2, 3] {

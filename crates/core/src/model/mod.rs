@@ -87,10 +87,14 @@ mod tests {
         let grown = encoder::Encoder::<Trained>::new(&config, &device).with_blocks_added(1, &small, &device);
         assert_trainable(&grown, "grown encoder");
         let source = HarmonicSourceConfig { bands: 9 };
-        let clocked = decoder::Decoder::<Trained>::new(&config, &device).with_harmonic_source(&source, &config, &device);
+        let clocked =
+            decoder::Decoder::<Trained>::new(&config, &device).with_harmonic_source(&source, &config, &device);
         assert_trainable(&clocked, "decoder with a harmonic source added");
         let with_source = ModelConfig { harmonic_source: Some(source), ..config.clone() };
-        assert_trainable(&decoder::Decoder::<Trained>::new(&with_source, &device), "new decoder with a harmonic source");
+        assert_trainable(
+            &decoder::Decoder::<Trained>::new(&with_source, &device),
+            "new decoder with a harmonic source",
+        );
 
         let path = std::env::temp_dir().join(format!("tokenwave-trainable-{}.safetensors", std::process::id()));
         weights::save(&model, &config, &path).unwrap();
