@@ -245,3 +245,53 @@ fn a_new_run_can_grow_the_encoder_and_decoder_of_trained_weights() {
     assert_one_line_error(&out, "--grow-decoder");
     assert_eq!(checkpoint_step(&run), Some(2), "the refused resume left the run as it was");
 }
+
+#[test]
+fn an_adversarial_run_with_a_harmonic_source_trains_its_discriminators_and_resumes_against_them() {
+    let dir = TempDir::new().unwrap();
+    let data = data(&dir);
+    let config = tiny_config(&dir);
+    let start = dir.path().join("start.safetensors");
+    let out = Command::new(BIN).arg("init-model").arg(&start).arg("--config").arg(&config).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let run = dir.path().join("run");
+    let critic =
+        |run: &Path| fs::read(run.join("checkpoint/discriminators.mpk")).expect("discriminators in checkpoint");
+    let start = start.to_str().unwrap();
+    let first_run = ["--workers", "1", "--adversarial", "--init-from", start, "--add-harmonic-source", "9"];
+    let mut cmd = Command::new(BIN);
+    cmd.args(["train", "--data", &data, "--out"]).arg(&run).args(["--batch", "2", "--steps", "2", "-q"]);
+    let out = cmd.args(first_run).stdin(Stdio::null()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let first = critic(&run);
+    // Resumed against the same discriminators, the batch split over two workers.
+    let mut cmd = Command::new(BIN);
+    cmd.args(["train", "--data", &data, "--out"]).arg(&run).args(["--batch", "2", "--steps", "4", "-q"]);
+    let out = cmd.args(["--resume", "--workers", "2"]).stdin(Stdio::null()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(checkpoint_step(&run), Some(4));
+    assert_ne!(critic(&run), first, "the discriminators were trained");
+    let metrics = fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let last: serde_json::Value = metrics
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["step"] == 4)
+        .unwrap();
+    let game = &last["adversarial"];
+    for term in ["generator", "feature_matching", "discriminator"] {
+        let value = game[term].as_f64().unwrap_or_else(|| panic!("no {term} in {last}"));
+        assert!(value.is_finite() && value > 0.0, "{term} = {value}");
+    }
+    let fit = last["harmonic_fit"].as_f64().unwrap_or_else(|| panic!("no harmonic_fit in {last}"));
+    assert!(fit.is_finite() && fit > 0.0, "harmonic fit {fit}");
+    assert_round_trips(&run.join("model.safetensors"), &dir);
+
+    // A run that trained without discriminators is not silently turned into one.
+    let plain = dir.path().join("plain");
+    train_to(&data, &plain, &config, 2, false);
+    let mut cmd = Command::new(BIN);
+    cmd.args(["train", "--data", &data, "--out"]).arg(&plain).arg("--config").arg(&config);
+    let out = cmd.args(["--batch", "2", "--steps", "3", "--resume", "--adversarial", "-q"]).output().unwrap();
+    assert_one_line_error(&out, "--adversarial starts a new run");
+    assert_eq!(checkpoint_step(&plain), Some(2));
+}

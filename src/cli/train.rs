@@ -71,6 +71,11 @@ pub struct TrainArgs {
     /// (CPU only) [default: one per --threads, else per core, at most --batch; 1 on cuda].
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
+    /// Train against discriminators (period and spectrogram) besides the spectral losses,
+    /// with feature matching; their terms ramp in over the first 1000 steps. Start such a
+    /// run from trained weights with --init-from.
+    #[arg(long)]
+    adversarial: bool,
 }
 
 pub fn run(args: &TrainArgs, global: &Global) -> Result<()> {
@@ -113,6 +118,7 @@ pub fn run(args: &TrainArgs, global: &Global) -> Result<()> {
         focus_stages: args.focus_stages,
         checkpoint_minutes: args.checkpoint_minutes,
         workers,
+        adversarial: args.adversarial,
     };
     match global.device {
         DeviceKind::Cpu => run_on::<Autodiff<tokenwave_core::CpuBackend>>(&options, global, Default::default()),
@@ -161,6 +167,15 @@ where
                     worst * 100.0,
                     log.learning_rate
                 );
+                if let Some(fit) = log.harmonic_fit {
+                    eprintln!("  harmonic source's own fit {fit:.3}");
+                }
+                if let Some(game) = &log.adversarial {
+                    eprintln!(
+                        "  adversarial (weight {:.2}): generator {:.3} feature matching {:.3} discriminator {:.3}",
+                        game.weight, game.generator, game.feature_matching, game.discriminator
+                    );
+                }
             }
             for (stage, stats) in log.codebooks.iter().enumerate().take(log.stages) {
                 if stats.utilization < 0.5 {

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokenwave_core::model::{Model, ModelConfig};
 use tokenwave_core::{Error, Result};
 
+use crate::adversarial::{Critic, Discriminators, critic_optimizer};
 use crate::vq::EmaCodebooks;
 
 /// Everything besides tensors that a resumed run needs.
@@ -26,6 +27,10 @@ pub struct TrainState {
     pub config: ModelConfig,
     /// Training seconds spent before this checkpoint.
     pub seconds: f64,
+    /// Whether the run trains against discriminators (their weights and optimizer are in
+    /// the checkpoint too).
+    #[serde(default)]
+    pub adversarial: bool,
 }
 
 fn recorder() -> NamedMpkFileRecorder<FullPrecisionSettings> {
@@ -47,6 +52,7 @@ pub fn save<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
     model: &Model<B>,
     optimizer: &O,
     ema: &EmaCodebooks,
+    critic: Option<&Critic<B>>,
     state: &TrainState,
 ) -> Result<()> {
     let (partial, current, old) = (run.join("checkpoint.partial"), run.join("checkpoint"), run.join("checkpoint.old"));
@@ -57,6 +63,11 @@ pub fn save<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
     let record_error = |e: burn::record::RecorderError| Error::Weights(format!("cannot write checkpoint: {e}"));
     model.clone().save_file(partial.join("model"), &recorder()).map_err(record_error)?;
     recorder().record(optimizer.to_record(), partial.join("optimizer")).map_err(record_error)?;
+    if let Some(critic) = critic {
+        critic.discriminators.clone().save_file(partial.join("discriminators"), &recorder()).map_err(record_error)?;
+        let record = critic.optimizer.to_record();
+        recorder().record(record, partial.join("discriminator_optimizer")).map_err(record_error)?;
+    }
     let ema_json = serde_json::to_vec(ema).expect("codebook state serializes");
     std::fs::write(partial.join("codebooks.json"), ema_json).map_err(io(&partial))?;
     let state_json = serde_json::to_vec_pretty(state).expect("state serializes");
@@ -95,4 +106,13 @@ pub fn load<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
     let ema = serde_json::from_slice(&text)
         .map_err(|e| Error::Weights(format!("{}: bad codebooks.json: {e}", dir.display())))?;
     Ok((model, optimizer, ema))
+}
+
+/// Restores the discriminators and their optimizer of an adversarial run's checkpoint.
+pub fn load_critic<B: AutodiffBackend>(dir: &Path, device: &B::Device) -> Result<Critic<B>> {
+    let record_error = |e: burn::record::RecorderError| Error::Weights(format!("{}: {e}", dir.display()));
+    let discriminators =
+        Discriminators::new(device).load_file(dir.join("discriminators"), &recorder(), device).map_err(record_error)?;
+    let record = recorder().load(dir.join("discriminator_optimizer"), device).map_err(record_error)?;
+    Ok(Critic { discriminators, optimizer: critic_optimizer().load_record(record) })
 }

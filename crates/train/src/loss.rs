@@ -37,6 +37,7 @@ pub struct Losses<B: Backend> {
 pub struct SpectralLoss<B: Backend> {
     resolutions: Vec<Resolution<B>>,
     floor: f64,
+    sample_rate: u32,
 }
 
 impl<B: Backend> SpectralLoss<B> {
@@ -51,7 +52,7 @@ impl<B: Backend> SpectralLoss<B> {
                 n_fft,
             })
             .collect();
-        Self { resolutions, floor }
+        Self { resolutions, floor, sample_rate }
     }
 
     /// Signal lengths must be multiples of this.
@@ -84,10 +85,63 @@ impl<B: Backend> SpectralLoss<B> {
     }
 }
 
+/// Highest frequency (Hz) of the mel bands [`SpectralLoss::harmonic_fit`] compares: above
+/// it, voiced speech is as much noise as harmonics.
+const HARMONIC_FIT_TOP_HZ: f64 = 4000.0;
+
+impl<B: Backend> SpectralLoss<B> {
+    /// The centre sample of each frame of the mel loss's resolution, for a signal of `len`
+    /// samples.
+    pub fn mel_frame_centres(&self, len: usize) -> Vec<usize> {
+        let n_fft = self.mel_resolution().n_fft;
+        let hop = n_fft / 4;
+        (0..len / hop - 3).map(|j| j * hop + n_fft / 2).collect()
+    }
+
+    fn mel_resolution(&self) -> &Resolution<B> {
+        self.resolutions.iter().find(|r| r.mel.is_some()).expect("one resolution has the mel filters")
+    }
+
+    /// Log-mel L1 between the harmonic part of a decoder's output alone and the target,
+    /// `[batch, len]` both, over the frames that `voiced` marks (one 0/1 per frame of
+    /// [`Self::mel_frame_centres`], row-major) and the mel bands below 4 kHz. Why: added to
+    /// the rest of the output, the harmonics' gradient averages out over their phase against
+    /// what the rest already puts there, and the source stays where it started; fitted
+    /// alone, it learns the voice's envelope.
+    pub fn harmonic_fit(&self, harmonic: Tensor<B, 2>, target: Tensor<B, 2>, voiced: &[f32]) -> Tensor<B, 1> {
+        let device = harmonic.device();
+        let res = self.mel_resolution();
+        let filters = res.mel.clone().expect("mel filters");
+        let [bins, mels] = filters.dims();
+        let top_bin = (HARMONIC_FIT_TOP_HZ / self.sample_rate as f64 * res.n_fft as f64) as usize;
+        let filter_values: Vec<f32> = filters.clone().into_data().convert::<f32>().into_vec().expect("float filters");
+        let bands: Vec<f32> = (0..mels)
+            .map(|m| {
+                let peak =
+                    (0..bins).max_by(|&a, &b| filter_values[a * mels + m].total_cmp(&filter_values[b * mels + m]));
+                if peak.is_some_and(|p| p < top_bin) { 1.0 } else { 0.0 }
+            })
+            .collect();
+        let used = bands.iter().sum::<f32>() * voiced.iter().sum::<f32>();
+        if used == 0.0 {
+            return Tensor::zeros([1], &device);
+        }
+        let floor_squared = self.floor * self.floor;
+        let mel = |x: Tensor<B, 2>| {
+            power(complex_spectrum(x, &res.basis)).add_scalar(floor_squared).sqrt().matmul(filters.clone())
+        };
+        let difference = (mel(target).add_scalar(self.floor).log() - mel(harmonic).add_scalar(self.floor).log()).abs();
+        let frames = voiced.len();
+        let mask = Tensor::<B, 2>::from_data(TensorData::new(voiced.to_vec(), [frames, 1]), &device)
+            * Tensor::<B, 2>::from_data(TensorData::new(bands, [1, mels]), &device);
+        (difference * mask).sum().div_scalar(f64::from(used))
+    }
+}
+
 /// Complex spectra `[batch * frames, 2 * bins]` (real parts, then imaginary) of `signal`
 /// `[batch, len]` at hop `n_fft / 4`, with `basis` from [`analysis_basis`] (`[n_fft, 2 *
 /// bins]`); `len` must be a multiple of the hop.
-fn complex_spectrum<B: Backend>(signal: Tensor<B, 2>, basis: &Tensor<B, 2>) -> Tensor<B, 2> {
+pub(crate) fn complex_spectrum<B: Backend>(signal: Tensor<B, 2>, basis: &Tensor<B, 2>) -> Tensor<B, 2> {
     let [batch, len] = signal.dims();
     let n_fft = basis.dims()[0];
     let hop = n_fft / 4;
@@ -141,6 +195,33 @@ mod tests {
         let (fine, coarse) = (log_magnitude(DEFAULT_FLOOR), log_magnitude(1e-3));
         assert!(fine > 0.05, "the default floor sees the hiss: {fine}");
         assert!(coarse < fine / 10.0, "a 1e-3 floor mostly ignores it: {coarse} vs {fine}");
+    }
+
+    #[test]
+    fn the_harmonic_fit_compares_voiced_frames_below_4_khz_only() {
+        let device = Default::default();
+        let loss = SpectralLoss::<Flex>::new(16_000, DEFAULT_FLOOR, &device);
+        let len = 4096;
+        let comb: Vec<f32> = (0..len)
+            .map(|i| {
+                (1..40).map(|k| (std::f32::consts::TAU * 150.0 * k as f32 * i as f32 / 16_000.0).sin()).sum::<f32>()
+                    * 0.01
+            })
+            .collect();
+        let signal = |x: Vec<f32>| Tensor::<Flex, 2>::from_data(TensorData::new(x, [1, len]), &device);
+        let frames = loss.mel_frame_centres(len).len();
+        let fit = |h: Vec<f32>, t: Vec<f32>, voiced: f32| {
+            loss.harmonic_fit(signal(h), signal(t), &vec![voiced; frames]).into_scalar()
+        };
+        assert!(fit(comb.clone(), comb.clone(), 1.0) < 1e-4, "a perfect fit costs nothing");
+        assert!(fit(vec![0.0; len], comb.clone(), 1.0) > 1.0, "silence against a voice costs");
+        assert_eq!(fit(vec![0.0; len], comb.clone(), 0.0), 0.0, "unvoiced frames are not compared");
+        // A tone at 6 kHz is above the compared bands.
+        let high: Vec<f32> =
+            (0..len).map(|i| (std::f32::consts::TAU * 6000.0 * i as f32 / 16_000.0).sin() * 0.1).collect();
+        let with_high: Vec<f32> = comb.iter().zip(&high).map(|(a, b)| a + b).collect();
+        let above = fit(comb.clone(), with_high, 1.0);
+        assert!(above < 0.05, "energy above 4 kHz is not compared: {above}");
     }
 
     #[test]

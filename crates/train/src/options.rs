@@ -50,6 +50,9 @@ pub struct TrainOptions {
     /// One-thread workers that each train on a share of every batch (CPU only; 1: the
     /// whole batch on the calling thread and its thread pool).
     pub workers: usize,
+    /// Train against discriminators besides the spectral losses (a new run; best started
+    /// from trained weights, since the critic's terms ramp in over its first steps).
+    pub adversarial: bool,
 }
 
 /// One line of training metrics.
@@ -69,6 +72,12 @@ pub struct StepLog {
     pub waveform: f32,
     /// Commitment loss.
     pub commitment: f32,
+    /// The harmonic source's own fit to voiced speech, while its weight lasts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub harmonic_fit: Option<f32>,
+    /// The adversarial terms, in adversarial runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adversarial: Option<AdversarialLog>,
     /// Stages used in this batch (quantizer dropout).
     pub stages: usize,
     /// Learning rate of this step.
@@ -77,6 +86,19 @@ pub struct StepLog {
     pub audio_seconds_per_second: f64,
     /// Per-stage codebook health.
     pub codebooks: Vec<StageStats>,
+}
+
+/// The adversarial terms of a step (unweighted).
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct AdversarialLog {
+    /// The codec's least-squares term: its output judged as real.
+    pub generator: f32,
+    /// Feature matching, normalised per layer.
+    pub feature_matching: f32,
+    /// The discriminators' least-squares term.
+    pub discriminator: f32,
+    /// Weight of the codec's two terms at this step (they ramp in).
+    pub weight: f64,
 }
 
 /// Validation figures.

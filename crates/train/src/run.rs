@@ -11,19 +11,20 @@ use std::time::{Duration, Instant};
 use burn::module::AutodiffModule;
 use burn::optim::{GradientsAccumulator, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use rand::SeedableRng;
 use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 use serde::Serialize;
 use tokenwave_core::model::{Model, ModelConfig, weights};
 use tokenwave_core::{Error, Result};
 
+use crate::adversarial::{Critic, Discriminators, JUDGED_SAMPLES, Judge, Spectrograms, ramp};
 use crate::checkpoint::{self, TrainState};
 use crate::data::{Batch, Corpus, Loader};
 use crate::loss::SpectralLoss;
 use crate::options::{Event, StepLog, TrainOptions, ValidationLog};
 use crate::schedule::{draw_stages, learning_rate};
 use crate::setup::{self, Start};
-use crate::step::{LossFigures, Shape, run_shards, worker_pools};
+use crate::step::{LossFigures, Shape, harmonic_fit_weight, run_shards, worker_pools};
 use crate::validation::Validation;
 
 /// Steps between validation passes.
@@ -58,13 +59,15 @@ pub fn train<B: AutodiffBackend>(
         validation_files: validation_corpus.files(),
     });
     let loss = SpectralLoss::<B>::new(config.sample_rate, options.loss_floor, &device);
-    let multiple = lcm(config.hop(), loss.length_multiple());
+    let spectrograms = start.critic.is_some().then(|| Spectrograms::<B>::new(&device));
+    let critic_multiple = spectrograms.as_ref().map_or(1, Spectrograms::length_multiple);
+    let multiple = lcm(lcm(config.hop(), loss.length_multiple()), critic_multiple);
     let crop = options.crop.div_ceil(multiple).max(1) * multiple;
     let validation = Validation::<B::InnerBackend>::new(&validation_corpus, &config, multiple, &device);
     let pitch = config.harmonic_source.is_some().then_some((config.sample_rate, config.hop()));
     let loader =
         Loader::start(Arc::new(train_corpus), start.state.seed, start.state.step, [options.batch, crop], pitch);
-    let mut trainer = Trainer { workers: worker_pools(options.workers)?, loss, crop, device, start };
+    let mut trainer = Trainer { workers: worker_pools(options.workers)?, loss, spectrograms, crop, device, start };
     let mut metrics = Metrics::open(out)?;
     let started = Instant::now();
     let (mut last_checkpoint, mut last_log) = (Instant::now(), Instant::now());
@@ -107,6 +110,8 @@ struct Trainer<B: AutodiffBackend> {
     start: Start<B>,
     workers: Vec<rayon::ThreadPool>,
     loss: SpectralLoss<B>,
+    /// The spectrogram discriminators' analysis, in adversarial runs.
+    spectrograms: Option<Spectrograms<B>>,
     crop: usize,
     device: B::Device,
 }
@@ -122,19 +127,33 @@ impl<B: AutodiffBackend> Trainer<B> {
         options: &TrainOptions,
         log: bool,
     ) -> (Self, Option<(LossFigures, usize, f64)>) {
-        let Start { state, model, ema, .. } = &mut self.start;
+        let Start { state, model, ema, critic, .. } = &mut self.start;
         let config = &state.config;
         let mut rng = StdRng::seed_from_u64(state.seed ^ step.wrapping_mul(0xD1B5_4A32_D192_ED03));
         let stages = draw_stages(&mut rng, config.max_stages, options.focus_stages);
         let lr = learning_rate(options.learning_rate, step, options.steps);
         ema.initialise_from(model, &batch.samples, [options.batch, self.crop], config, &self.device, &mut rng);
-        let shape = Shape { crops: options.batch, crop: self.crop, stages, log };
-        let shards = run_shards(model, &self.workers, &self.loss, batch, shape, &self.device);
+        let shape =
+            Shape { crops: options.batch, crop: self.crop, stages, log, harmonic_fit: harmonic_fit_weight(step) };
+        let judge = critic.as_ref().zip(self.spectrograms.as_ref()).map(|(critic, spectrograms)| {
+            let judged = JUDGED_SAMPLES.min(self.crop);
+            Judge {
+                discriminators: &critic.discriminators,
+                spectrograms,
+                ramp: ramp(step),
+                stretch: (rng.random_range(0..=self.crop - judged), judged),
+            }
+        });
+        let shards = run_shards(model, judge, &self.workers, &self.loss, batch, shape, &self.device);
         let mut accumulator = GradientsAccumulator::<Model<B>>::new();
+        let mut critic_accumulator = GradientsAccumulator::<Discriminators<B>>::new();
         let mut figures = log.then(LossFigures::default);
         let (mut codes, mut residuals) = (vec![Vec::new(); stages], vec![Vec::new(); stages]);
         for shard in shards {
             accumulator.accumulate(model, shard.grads);
+            if let (Some(critic), Some(grads)) = (critic.as_ref(), shard.critic_grads) {
+                critic_accumulator.accumulate(&critic.discriminators, grads);
+            }
             if let (Some(sum), Some(shard_figures)) = (&mut figures, &shard.figures) {
                 sum.add(shard_figures, shard.share);
             }
@@ -148,16 +167,23 @@ impl<B: AutodiffBackend> Trainer<B> {
             ema.update(stage, codes, residuals, step, state.seed);
         }
         self.start.model = self.start.optimizer.step(lr, self.start.model, grads);
+        if let Some(critic) = self.start.critic.take() {
+            let discriminators = critic.discriminators;
+            let mut optimizer = critic.optimizer;
+            let discriminators = optimizer.step(lr, discriminators, critic_accumulator.grads());
+            self.start.critic = Some(Critic { discriminators, optimizer });
+        }
         self.start.ema.apply_to(&mut self.start.model, &self.device);
         (self, figures.map(|f| (f, stages, lr)))
     }
 
     /// A checkpoint at `step`, `elapsed` after this (re)start, and the inference weights.
     fn save(&self, out: &Path, step: u64, elapsed: Duration) -> Result<()> {
-        let Start { state, model, optimizer, ema } = &self.start;
+        let Start { state, model, optimizer, ema, critic } = &self.start;
         let seconds = state.seconds + elapsed.as_secs_f64();
-        let saved = TrainState { step, seed: state.seed, config: state.config.clone(), seconds };
-        checkpoint::save(out, model, optimizer, ema, &saved)?;
+        let saved =
+            TrainState { step, seed: state.seed, config: state.config.clone(), seconds, adversarial: critic.is_some() };
+        checkpoint::save(out, model, optimizer, ema, critic.as_ref(), &saved)?;
         export(out, &model.valid(), &state.config)
     }
 }
@@ -178,6 +204,8 @@ fn step_log<B: AutodiffBackend>(
         mel: figures.mel,
         waveform: figures.waveform,
         commitment: figures.commitment,
+        harmonic_fit: figures.harmonic_fit,
+        adversarial: figures.adversarial,
         stages,
         learning_rate,
         audio_seconds_per_second,

@@ -10,6 +10,7 @@ use burn::tensor::backend::AutodiffBackend;
 use tokenwave_core::model::{Model, Weights};
 use tokenwave_core::{Error, Result};
 
+use crate::adversarial::Critic;
 use crate::checkpoint::{self, TrainState};
 use crate::options::TrainOptions;
 use crate::vq::EmaCodebooks;
@@ -27,6 +28,8 @@ pub(crate) struct Start<B: AutodiffBackend> {
     pub model: Model<B>,
     pub optimizer: ModelOptimizer<B>,
     pub ema: EmaCodebooks,
+    /// The discriminators of an adversarial run.
+    pub critic: Option<Critic<B>>,
 }
 
 /// The run's state from `out`'s checkpoint (with `resume`), from `init_from` (grown as
@@ -47,7 +50,7 @@ pub(crate) fn start<B: AutodiffBackend>(options: &TrainOptions, device: &B::Devi
                 .into(),
         ));
     }
-    let start = match (&previous, &options.init_from) {
+    let mut start = match (&previous, &options.init_from) {
         (Some(dir), _) => resume(dir, device)?,
         (None, Some(path)) => from_weights(&Weights::from_file(path)?, options, device)?,
         (None, None) => {
@@ -57,13 +60,28 @@ pub(crate) fn start<B: AutodiffBackend>(options: &TrainOptions, device: &B::Devi
             let model = Model::new(&config, device);
             let ema = EmaCodebooks::new(config.max_stages, config.codebook_size, config.latent_dim);
             Start {
-                state: TrainState { step: 0, seed: options.seed, config, seconds: 0.0 },
+                state: TrainState { step: 0, seed: options.seed, config, seconds: 0.0, adversarial: false },
                 model,
                 optimizer: optimizer(),
                 ema,
+                critic: None,
             }
         }
     };
+    match (previous.is_some(), options.adversarial, start.state.adversarial) {
+        (true, true, false) => {
+            return Err(Error::InvalidArgument(
+                "--adversarial starts a new run; this one trained without discriminators: start one with \
+                 --init-from its model.safetensors and another --out"
+                    .into(),
+            ));
+        }
+        (false, true, _) => {
+            start.state.adversarial = true;
+            start.critic = Some(Critic::new(device));
+        }
+        _ => {}
+    }
     if let Some(stages) = options.focus_stages
         && !(1..=start.state.config.max_stages).contains(&stages)
     {
@@ -79,7 +97,8 @@ fn resume<B: AutodiffBackend>(dir: &Path, device: &B::Device) -> Result<Start<B>
     let state = checkpoint::load_state(dir)?;
     state.config.validate().map_err(Error::InvalidArgument)?;
     let (model, optimizer, ema) = checkpoint::load(dir, Model::new(&state.config, device), optimizer(), device)?;
-    Ok(Start { state, model, optimizer, ema })
+    let critic = if state.adversarial { Some(checkpoint::load_critic(dir, device)?) } else { None };
+    Ok(Start { state, model, optimizer, ema, critic })
 }
 
 fn from_weights<B: AutodiffBackend>(weights: &Weights, options: &TrainOptions, device: &B::Device) -> Result<Start<B>> {
@@ -99,6 +118,6 @@ fn from_weights<B: AutodiffBackend>(weights: &Weights, options: &TrainOptions, d
     model.encoder = model.encoder.with_blocks_added(options.grow_encoder, &config.encoder, device);
     let codewords = model.rvq.codebooks.val().into_data().convert::<f32>().into_vec::<f32>().expect("float codebooks");
     let ema = EmaCodebooks::from_codewords(config.max_stages, config.codebook_size, config.latent_dim, &codewords);
-    let state = TrainState { step: 0, seed: options.seed, config, seconds: 0.0 };
-    Ok(Start { state, model, optimizer: optimizer(), ema })
+    let state = TrainState { step: 0, seed: options.seed, config, seconds: 0.0, adversarial: false };
+    Ok(Start { state, model, optimizer: optimizer(), ema, critic: None })
 }

@@ -9,19 +9,48 @@ use tokenwave_core::model::rvq::Rvq;
 use tokenwave_core::model::{Model, Streaming};
 use tokenwave_core::{Error, Result};
 
+use crate::adversarial::{Discriminators, GameLosses, Judge};
 use crate::data::Batch;
 use crate::loss::{Losses, SpectralLoss};
+use crate::options::AdversarialLog;
 
 /// Weight of the waveform term: it keeps phase roughly aligned; the spectral terms carry
 /// the perceptual quality.
 const WAVEFORM_WEIGHT: f64 = 0.1;
 /// Weight of the commitment term, which keeps encoder outputs near their codes.
 const COMMITMENT_WEIGHT: f64 = 0.25;
+/// Weight of [`SpectralLoss::harmonic_fit`] at a run's first step; it falls linearly to 0
+/// over [`HARMONIC_FIT_STEPS`]: a start for the harmonic source, after which the output as
+/// a whole is what training judges.
+const HARMONIC_FIT_WEIGHT: f64 = 1.0;
+const HARMONIC_FIT_STEPS: f64 = 4000.0;
+
+/// The weight of the harmonic fit at `step` of a run.
+pub(crate) fn harmonic_fit_weight(step: u64) -> f64 {
+    HARMONIC_FIT_WEIGHT * (1.0 - step as f64 / HARMONIC_FIT_STEPS).max(0.0)
+}
+
+/// One 0/1 per frame of the mel loss's resolution, row-major over `crops` crops of `crop`
+/// samples: whether the codec frame holding the frame's centre is voiced in `f0`.
+fn voiced_mel_frames<B: Backend>(loss: &SpectralLoss<B>, f0: &[f32], crops: usize, crop: usize) -> Vec<f32> {
+    let frames = f0.len() / crops;
+    let hop = crop / frames;
+    let centres = loss.mel_frame_centres(crop);
+    (0..crops)
+        .flat_map(|c| {
+            centres
+                .iter()
+                .map(move |&centre| if f0[c * frames + (centre / hop).min(frames - 1)] > 0.0 { 1.0 } else { 0.0 })
+        })
+        .collect()
+}
 
 /// A batch through the model: the reconstruction, the commitment loss, and per stage the
 /// chosen codes and the residuals they were chosen for (for the EMA codebook update).
 pub(crate) struct Forward<B: Backend> {
     reconstruction: Tensor<B, 2>,
+    /// The harmonic source's part of the reconstruction, for a decoder with one.
+    harmonic: Option<Tensor<B, 2>>,
     commitment: Tensor<B, 1>,
     codes: Vec<Vec<i64>>,
     residuals: Vec<Vec<f32>>,
@@ -67,8 +96,9 @@ pub(crate) fn forward<B: Backend>(
     let commitment = (error.clone() * error).mean();
     let straight_through = flat.clone() + (quantized - flat).detach();
     let latents = decoder_input(straight_through.reshape([batch, frames, dim]), f0);
-    let decoded = model.decoder.step(latents, &mut model.decoder.init_state(batch, &device));
-    Forward { reconstruction: decoded.reshape([batch, len]), commitment, codes, residuals }
+    let (decoded, harmonic) = model.decoder.step_parts(latents, &mut model.decoder.init_state(batch, &device));
+    let harmonic = harmonic.map(|h| h.reshape([batch, len]));
+    Forward { reconstruction: decoded.reshape([batch, len]), harmonic, commitment, codes, residuals }
 }
 
 /// The weighted sum that training minimises. A model with a harmonic source drops the
@@ -96,11 +126,26 @@ pub(crate) struct LossFigures {
     pub mel: f32,
     pub waveform: f32,
     pub commitment: f32,
+    pub harmonic_fit: Option<f32>,
+    pub adversarial: Option<AdversarialLog>,
 }
 
 impl LossFigures {
-    fn of<B: Backend>(terms: &Losses<B>, commitment: &Tensor<B, 1>, total: &Tensor<B, 1>) -> Self {
+    fn of<B: Backend>(
+        terms: &Losses<B>,
+        commitment: &Tensor<B, 1>,
+        total: &Tensor<B, 1>,
+        harmonic_fit: Option<&Tensor<B, 1>>,
+        game: Option<(&GameLosses<B>, f64)>,
+    ) -> Self {
         Self {
+            harmonic_fit: harmonic_fit.map(|fit| scalar(fit.clone())),
+            adversarial: game.map(|(game, ramp)| AdversarialLog {
+                generator: scalar(game.generator.clone()),
+                feature_matching: scalar(game.feature_matching.clone()),
+                discriminator: scalar(game.discriminator.clone()),
+                weight: ramp,
+            }),
             total: scalar(total.clone()),
             spectral_convergence: scalar(terms.spectral_convergence.clone()),
             log_magnitude: scalar(terms.log_magnitude.clone()),
@@ -118,6 +163,15 @@ impl LossFigures {
         self.mel += share * other.mel;
         self.waveform += share * other.waveform;
         self.commitment += share * other.commitment;
+        if let Some(theirs) = other.harmonic_fit {
+            *self.harmonic_fit.get_or_insert(0.0) += share * theirs;
+        }
+        if let Some(theirs) = other.adversarial {
+            let ours = self.adversarial.get_or_insert(AdversarialLog { weight: theirs.weight, ..Default::default() });
+            ours.generator += share * theirs.generator;
+            ours.feature_matching += share * theirs.feature_matching;
+            ours.discriminator += share * theirs.discriminator;
+        }
     }
 }
 
@@ -132,22 +186,29 @@ pub(crate) struct Shape {
     pub stages: usize,
     /// Whether the step is logged: reading the loss terms back waits for the device.
     pub log: bool,
+    /// [`harmonic_fit_weight`] at this step.
+    pub harmonic_fit: f64,
 }
 
 /// One worker's part of a step: gradients of its share of the batch loss, and what the EMA
 /// codebooks and the metrics need.
 pub(crate) struct ShardResult {
     pub grads: GradientsParams,
+    /// The discriminators' gradients, in adversarial runs.
+    pub critic_grads: Option<GradientsParams>,
     pub share: f32,
     pub figures: Option<LossFigures>,
     pub codes: Vec<Vec<i64>>,
     pub residuals: Vec<Vec<f32>>,
 }
 
-/// Forward and backward pass of `model` over `crops` crops (`samples`), the loss scaled by
-/// their share of the batch so that shard gradients add up to the batch's.
+/// Forward and backward pass of `model` (and of the discriminators of `judge`) over
+/// `crops` crops (`samples`), the loss scaled by their share of the batch so that shard
+/// gradients add up to the batch's.
+#[allow(clippy::too_many_arguments)]
 fn train_shard<B: AutodiffBackend>(
     model: &Model<B>,
+    judge: Option<Judge<'_, B>>,
     loss: &SpectralLoss<B>,
     samples: &[f32],
     f0: Option<&[f32]>,
@@ -158,13 +219,32 @@ fn train_shard<B: AutodiffBackend>(
     let audio = Tensor::<B, 3>::from_data(TensorData::new(samples.to_vec(), [crops, shape.crop, 1]), device);
     let target = audio.clone().reshape([crops, shape.crop]);
     let pass = forward(model, audio, f0, shape.stages);
-    let terms = loss.losses(pass.reconstruction.clone(), target);
-    let total = total_loss(&terms, &pass.commitment, f0.is_some());
+    let terms = loss.losses(pass.reconstruction.clone(), target.clone());
+    let mut total = total_loss(&terms, &pass.commitment, f0.is_some());
+    let fit = match (&pass.harmonic, f0) {
+        (Some(harmonic), Some(f0)) if shape.harmonic_fit > 0.0 => {
+            let voiced = voiced_mel_frames(loss, f0, crops, shape.crop);
+            Some(loss.harmonic_fit(harmonic.clone(), target.clone(), &voiced))
+        }
+        _ => None,
+    };
+    if let Some(fit) = &fit {
+        total = total + fit.clone().mul_scalar(shape.harmonic_fit);
+    }
+    let game = judge.map(|judge| (judge.play(pass.reconstruction.clone(), target), judge.ramp));
+    let mut objective = total.clone();
+    if let Some((game, ramp)) = &game {
+        total = total + game.codec_loss(*ramp);
+        objective = total.clone() + game.discriminator.clone();
+    }
     let share = crops as f32 / shape.crops as f32;
-    let figures = shape.log.then(|| LossFigures::of(&terms, &pass.commitment, &total));
-    let mut gradients = total.mul_scalar(share).backward();
+    let figures = shape
+        .log
+        .then(|| LossFigures::of(&terms, &pass.commitment, &total, fit.as_ref(), game.as_ref().map(|(g, r)| (g, *r))));
+    let mut gradients = objective.mul_scalar(share).backward();
     let grads = GradientsParams::from_module(&mut gradients, model);
-    ShardResult { grads, share, figures, codes: pass.codes, residuals: pass.residuals }
+    let critic_grads = judge.map(|judge| GradientsParams::from_module(&mut gradients, judge.discriminators));
+    ShardResult { grads, critic_grads, share, figures, codes: pass.codes, residuals: pass.residuals }
 }
 
 /// Trains on a batch split over `workers`, one one-thread pool each, in parallel; with no
@@ -174,8 +254,10 @@ fn train_shard<B: AutodiffBackend>(
 /// add up onto the model. They copy the values too: copies made with `from_inner`, which
 /// share the buffers, got no gradients at all when differentiated on another thread
 /// (measured with burn 0.21; the test below would catch it).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn run_shards<B: AutodiffBackend>(
     model: &Model<B>,
+    judge: Option<Judge<'_, B>>,
     workers: &[rayon::ThreadPool],
     loss: &SpectralLoss<B>,
     batch: &Batch,
@@ -184,9 +266,15 @@ pub(crate) fn run_shards<B: AutodiffBackend>(
 ) -> Vec<ShardResult> {
     let (samples, f0) = (batch.samples.as_slice(), batch.f0.as_deref());
     if workers.len() <= 1 {
-        return vec![train_shard(model, loss, samples, f0, shape.crops, shape, device)];
+        return vec![train_shard(model, judge, loss, samples, f0, shape.crops, shape, device)];
     }
     let copies: Vec<Model<B>> = (0..workers.len()).map(|_| model.clone().map(&mut FreshLeaves { device })).collect();
+    let critics: Vec<Discriminators<B>> = match judge {
+        Some(judge) => {
+            (0..workers.len()).map(|_| judge.discriminators.clone().map(&mut FreshLeaves { device })).collect()
+        }
+        None => Vec::new(),
+    };
     let per_crop = samples.len() / shape.crops;
     let frames_per_crop = f0.map_or(0, |f0| f0.len() / shape.crops);
     let pieces = (0..workers.len()).map(|w| {
@@ -198,13 +286,15 @@ pub(crate) fn run_shards<B: AutodiffBackend>(
             .iter()
             .zip(pieces)
             .zip(&copies)
-            .filter(|((_, (_, crops)), _)| *crops > 0)
-            .map(|((pool, (first, crops)), copy)| {
+            .enumerate()
+            .filter(|(_, ((_, (_, crops)), _))| *crops > 0)
+            .map(|(w, ((pool, (first, crops)), copy))| {
+                let judge = judge.zip(critics.get(w)).map(|(judge, discriminators)| Judge { discriminators, ..judge });
                 scope.spawn(move || {
                     pool.install(|| {
                         let samples = &samples[first * per_crop..(first + crops) * per_crop];
                         let f0 = f0.map(|f0| &f0[first * frames_per_crop..(first + crops) * frames_per_crop]);
-                        train_shard(copy, loss, samples, f0, crops, shape, device)
+                        train_shard(copy, judge, loss, samples, f0, crops, shape, device)
                     })
                 })
             })
@@ -300,12 +390,12 @@ mod tests {
         let samples: Vec<f32> = (0..crops * crop).map(|i| ((i * 7919 % 1009) as f32 / 1009.0 - 0.5) * 0.6).collect();
         let mut ema = EmaCodebooks::new(config.max_stages, config.codebook_size, config.latent_dim);
         ema.initialise_from(&mut model, &samples, [crops, crop], &config, &device, &mut StdRng::seed_from_u64(3));
-        let shape = Shape { crops, crop, stages: 2, log: false };
+        let shape = Shape { crops, crop, stages: 2, log: false, harmonic_fit: 0.0 };
         let run = |pools: &[rayon::ThreadPool]| {
             let mut accumulator = GradientsAccumulator::<Model<B>>::new();
             let mut codes = Vec::new();
             let batch = Batch { samples: samples.clone(), f0: None };
-            for shard in run_shards(&model, pools, &loss, &batch, shape, &device) {
+            for shard in run_shards(&model, None, pools, &loss, &batch, shape, &device) {
                 accumulator.accumulate(&model, shard.grads);
                 codes.extend(shard.codes[1].iter().copied());
             }

@@ -153,9 +153,17 @@ impl<B: Backend> Streaming<B> for Decoder<B> {
     }
 
     fn step(&self, input: Tensor<B, 3>, state: &mut Self::State) -> Tensor<B, 3> {
+        self.step_parts(input, state).0
+    }
+}
+
+impl<B: Backend> Decoder<B> {
+    /// [`Streaming::step`], also giving the harmonic part of the output alone when the
+    /// decoder has a source (training fits that part to voiced speech on its own).
+    pub fn step_parts(&self, input: Tensor<B, 3>, state: &mut DecoderState<B>) -> (Tensor<B, 3>, Option<Tensor<B, 3>>) {
         let Some(source) = &self.harmonic else {
             let features = self.trunk(input, None, state);
-            return self.overlap_add(self.windows(features), state);
+            return (self.overlap_add(self.windows(features), state), None);
         };
         let [batch, frames, _] = input.dims();
         let latents = input.clone().narrow(2, 0, self.latent_dim);
@@ -165,7 +173,8 @@ impl<B: Backend> Streaming<B> for Decoder<B> {
         let features = self.trunk(latents, Some(f0), state);
         let noise = self.overlap_add(self.windows(features.clone()), state);
         let source_state = state.harmonic.as_mut().expect("a source's state comes with it");
-        noise + source.synthesize(features, &f0_values, source_state)
+        let harmonic = source.synthesize(features, &f0_values, source_state);
+        (noise + harmonic.clone(), Some(harmonic))
     }
 }
 

@@ -33,12 +33,18 @@ const FADE_START: f64 = 7000.0 / 16_000.0;
 const FADE_END: f64 = 7800.0 / 16_000.0;
 /// F0 used before the first voiced frame, so the bank never sits at 0 Hz (a DC offset).
 const RESTING_F0_HZ: f64 = 100.0;
-/// Log-amplitudes are clamped here before `exp` (amplitude 1 per harmonic at most).
-const MAX_LOG_AMPLITUDE: f64 = 0.0;
-/// Starting log-amplitude of every harmonic: quiet, so a decoder that gains the source
-/// sounds as before until training shapes it.
-const INITIAL_LOG_AMPLITUDE: f64 = -10.0;
-
+/// Log-amplitudes are clamped here before `exp`: no harmonic louder than 0.37.
+const MAX_LOG_AMPLITUDE: f64 = -1.0;
+/// The envelope head's output is multiplied by this. Why: Adam moves each weight by about
+/// the learning rate per step whatever the gradient's size, so an unscaled head needs tens
+/// of thousands of steps to move a log-amplitude by a few units; the first clocked run's
+/// envelope stayed where it started (journal, 2026-12-03).
+const ENVELOPE_SCALE: f64 = 20.0;
+/// Starting log-amplitude at 0 Hz and at the Nyquist frequency, linear in between: a
+/// voice about 35 dB below full scale with a falling spectral tilt, some 15 dB under
+/// training speech. Loud enough that the spectral losses feel it (their gradient scales
+/// with the amplitude), quiet enough that the decoder it joins still sounds as before.
+const INITIAL_LOG_AMPLITUDE: (f64, f64) = (-5.0, -8.0);
 /// The harmonic source: pitch features into the decoder's trunk, and the envelope head.
 #[derive(Module, Debug)]
 pub struct HarmonicSource<B: Backend> {
@@ -64,7 +70,11 @@ impl<B: Backend> HarmonicSource<B> {
     /// A source for a trunk of `dim` channels and an envelope of `bands` points.
     pub fn new(dim: usize, bands: usize, hop: usize, sample_rate: u32, device: &B::Device) -> Self {
         let mut envelope = LinearConfig::new(dim, bands).with_initializer(Initializer::Zeros).init(device);
-        envelope.bias = Some(Param::from_tensor(Tensor::full([bands], INITIAL_LOG_AMPLITUDE, device)));
+        let (low, high) = INITIAL_LOG_AMPLITUDE;
+        let bias: Vec<f32> = (0..bands)
+            .map(|band| ((low + (high - low) * band as f64 / (bands - 1) as f64) / ENVELOPE_SCALE) as f32)
+            .collect();
+        envelope.bias = Some(Param::from_tensor(Tensor::from_data(TensorData::new(bias, [bands]), device)));
         Self {
             pitch_input: LinearConfig::new(PITCH_FEATURES, dim).with_initializer(Initializer::Zeros).init(device),
             envelope,
@@ -105,9 +115,10 @@ impl<B: Backend> HarmonicSource<B> {
         let rows = batch * frames;
         let cosines = Tensor::<B, 3>::from_data(TensorData::new(bank.cosines, [rows, self.hop, HARMONICS]), &device);
         let sampling = Tensor::<B, 3>::from_data(TensorData::new(bank.sampling, [rows, bands, HARMONICS]), &device);
-        let envelope = linear(&self.envelope, features).reshape([rows, 1, bands]);
+        let voiced = Tensor::<B, 3>::from_data(TensorData::new(bank.voiced, [batch, frames, 1]), &device);
+        let envelope = linear(&self.envelope, features).mul_scalar(ENVELOPE_SCALE).reshape([rows, 1, bands]);
         let amplitudes =
-            envelope.matmul(sampling).clamp_max(MAX_LOG_AMPLITUDE).exp().reshape([batch, frames, HARMONICS]);
+            envelope.matmul(sampling).clamp_max(MAX_LOG_AMPLITUDE).exp().reshape([batch, frames, HARMONICS]) * voiced;
         let previous = previous_frames(amplitudes.clone(), &mut state.amplitudes);
         let transpose = |a: Tensor<B, 3>| a.reshape([rows, 1, HARMONICS]).swap_dims(1, 2);
         let ramp: Vec<f32> = (1..=self.hop).map(|t| t as f32 / self.hop as f32).collect();
@@ -131,6 +142,9 @@ struct Bank {
     cosines: Vec<f32>,
     /// `[rows, bands, HARMONICS]`: linear interpolation of the envelope at `k · F0`.
     sampling: Vec<f32>,
+    /// `[rows]`: 1 for a voiced frame, 0 for an unvoiced one, whose harmonics fade out over
+    /// the frame by the amplitude glide.
+    voiced: Vec<f32>,
 }
 
 impl Bank {
@@ -146,6 +160,7 @@ impl Bank {
         assert_eq!(f0.len(), batch * frames, "one F0 per frame");
         let mut cosines = vec![0f32; batch * frames * hop * HARMONICS];
         let mut sampling = vec![0f32; batch * frames * bands * HARMONICS];
+        let voiced = f0.iter().map(|&hz| if hz > 0.0 { 1.0 } else { 0.0 }).collect();
         let band_hz = rate / 2.0 / (bands - 1) as f64;
         let mut gains = [0f64; HARMONICS];
         for row in 0..batch {
@@ -187,7 +202,7 @@ impl Bank {
                 }
             }
         }
-        Self { cosines, sampling }
+        Self { cosines, sampling, voiced }
     }
 }
 
@@ -265,6 +280,23 @@ mod tests {
         }
         // Nothing at or above the fade's end.
         assert!(power_at(7800.0) < 1e-3 * power_at(200.0));
+    }
+
+    #[test]
+    fn unvoiced_frames_fade_the_harmonics_out_and_stay_silent() {
+        let device = Default::default();
+        // The starting envelope in every frame, so only voicing changes the level; frames
+        // of 20 ms hold several periods.
+        let source = HarmonicSource::<Flex>::new(8, 17, 320, 16_000, &device);
+        let features = Tensor::<Flex, 3>::zeros([1, 5, 8], &device);
+        let f0 = [150.0f32, 150.0, 0.0, 0.0, 160.0];
+        let out: Vec<f32> =
+            source.synthesize(features, &f0, &mut source.init_state(1, &device)).into_data().into_vec().unwrap();
+        let energy = |frame: usize| out[frame * 320..(frame + 1) * 320].iter().map(|x| x * x).sum::<f32>();
+        assert!(energy(1) > 0.0, "a voiced frame sounds");
+        assert!(energy(2) > 0.0 && energy(2) < energy(1), "the first unvoiced frame fades out");
+        assert_eq!(energy(3), 0.0, "a second unvoiced frame is silent");
+        assert!(energy(4) > 0.0, "voicing comes back");
     }
 
     #[test]
