@@ -19,7 +19,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv1d, Conv1dConfig, Conv2d, Conv2dConfig};
 use burn::optim::adaptor::OptimizerAdaptor;
-use burn::optim::{Adam, AdamConfig};
+use burn::optim::{Adam, AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::activation::leaky_relu;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Tensor, backend::Backend};
@@ -195,15 +195,34 @@ pub(crate) fn critic_optimizer<B: AutodiffBackend>() -> CriticOptimizer<B> {
         .init()
 }
 
-/// The discriminators of an adversarial run and their optimizer.
+/// The discriminators of an adversarial run, their optimizer and their fixed analysis.
 pub(crate) struct Critic<B: AutodiffBackend> {
     pub discriminators: Discriminators<B>,
     pub optimizer: CriticOptimizer<B>,
+    spectrograms: Spectrograms<B>,
 }
 
 impl<B: AutodiffBackend> Critic<B> {
+    /// Fresh discriminators.
     pub fn new(device: &B::Device) -> Self {
-        Self { discriminators: Discriminators::new(device), optimizer: critic_optimizer() }
+        Self::from_parts(Discriminators::new(device), critic_optimizer(), device)
+    }
+
+    /// Trained discriminators and their optimizer, as a checkpoint holds them.
+    pub fn from_parts(discriminators: Discriminators<B>, optimizer: CriticOptimizer<B>, device: &B::Device) -> Self {
+        Self { discriminators, optimizer, spectrograms: Spectrograms::new(device) }
+    }
+
+    /// What the shards of a step at `ramp` need, judging `stretch` of every crop.
+    pub fn judge(&self, ramp: f64, stretch: (usize, usize)) -> Judge<'_, B> {
+        Judge { discriminators: &self.discriminators, spectrograms: &self.spectrograms, ramp, stretch }
+    }
+
+    /// One optimizer step of the discriminators at learning rate `lr` on `grads`.
+    pub fn step(self, lr: f64, grads: GradientsParams) -> Self {
+        let Self { discriminators, mut optimizer, spectrograms } = self;
+        let discriminators = optimizer.step(lr, discriminators, grads);
+        Self { discriminators, optimizer, spectrograms }
     }
 }
 
@@ -227,7 +246,7 @@ impl<B: Backend> Spectrograms<B> {
     }
 
     /// Signal lengths must be multiples of this.
-    pub fn length_multiple(&self) -> usize {
+    pub fn length_multiple() -> usize {
         SPECTRUM_FRAMES.iter().max().copied().unwrap_or(4) / 4
     }
 
@@ -332,7 +351,6 @@ pub(crate) fn game<B: Backend>(
 mod tests {
     use super::*;
     use burn::backend::{Autodiff, Flex};
-    use burn::optim::{AdamConfig, GradientsParams, Optimizer};
     use burn::tensor::{Distribution, TensorData};
 
     type B = Autodiff<Flex>;

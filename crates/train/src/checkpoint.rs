@@ -114,5 +114,5 @@ pub fn load_critic<B: AutodiffBackend>(dir: &Path, device: &B::Device) -> Result
     let discriminators =
         Discriminators::new(device).load_file(dir.join("discriminators"), &recorder(), device).map_err(record_error)?;
     let record = recorder().load(dir.join("discriminator_optimizer"), device).map_err(record_error)?;
-    Ok(Critic { discriminators, optimizer: critic_optimizer().load_record(record) })
+    Ok(Critic::from_parts(discriminators, critic_optimizer().load_record(record), device))
 }

@@ -37,22 +37,40 @@ pub struct Losses<B: Backend> {
 pub struct SpectralLoss<B: Backend> {
     resolutions: Vec<Resolution<B>>,
     floor: f64,
-    sample_rate: u32,
+    /// `[1, mels]`: 1 for the mel bands [`Self::harmonic_fit`] compares (peak below
+    /// [`HARMONIC_FIT_TOP_HZ`]), else 0; and how many there are.
+    fit_bands: (Tensor<B, 2>, usize),
 }
+
+/// Frame length of the resolution that carries the mel loss, and its mel bands.
+const MEL_FFT: usize = 1024;
+const MELS: usize = 64;
 
 impl<B: Backend> SpectralLoss<B> {
     /// Resolutions 256, 512 and 1024 samples, mel loss (64 bands) on the 1024 one; `floor`
     /// is added to magnitudes before logarithms ([`DEFAULT_FLOOR`] unless a run asks).
     pub fn new(sample_rate: u32, floor: f64, device: &B::Device) -> Self {
-        let resolutions = [256, 512, 1024]
+        let filterbank = mel_filterbank(MEL_FFT, sample_rate, MELS);
+        let bins = spectrum_bins(MEL_FFT);
+        let resolutions = [256, 512, MEL_FFT]
             .into_iter()
             .map(|n_fft| Resolution {
                 basis: analysis_basis(n_fft, device),
-                mel: (n_fft == 1024).then(|| mel_filters(n_fft, sample_rate, 64, device)),
+                mel: (n_fft == MEL_FFT)
+                    .then(|| Tensor::from_data(TensorData::new(filterbank.clone(), [bins, MELS]), device)),
                 n_fft,
             })
             .collect();
-        Self { resolutions, floor, sample_rate }
+        let top_bin = (HARMONIC_FIT_TOP_HZ / f64::from(sample_rate) * MEL_FFT as f64) as usize;
+        let bands: Vec<f32> = (0..MELS)
+            .map(|m| {
+                let peak = (0..bins).max_by(|&a, &b| filterbank[a * MELS + m].total_cmp(&filterbank[b * MELS + m]));
+                if peak.is_some_and(|p| p < top_bin) { 1.0 } else { 0.0 }
+            })
+            .collect();
+        let count = bands.iter().filter(|&&b| b > 0.0).count();
+        let fit_bands = (Tensor::from_data(TensorData::new(bands, [1, MELS]), device), count);
+        Self { resolutions, floor, fit_bands }
     }
 
     /// Signal lengths must be multiples of this.
@@ -112,17 +130,8 @@ impl<B: Backend> SpectralLoss<B> {
         let device = harmonic.device();
         let res = self.mel_resolution();
         let filters = res.mel.clone().expect("mel filters");
-        let [bins, mels] = filters.dims();
-        let top_bin = (HARMONIC_FIT_TOP_HZ / self.sample_rate as f64 * res.n_fft as f64) as usize;
-        let filter_values: Vec<f32> = filters.clone().into_data().convert::<f32>().into_vec().expect("float filters");
-        let bands: Vec<f32> = (0..mels)
-            .map(|m| {
-                let peak =
-                    (0..bins).max_by(|&a, &b| filter_values[a * mels + m].total_cmp(&filter_values[b * mels + m]));
-                if peak.is_some_and(|p| p < top_bin) { 1.0 } else { 0.0 }
-            })
-            .collect();
-        let used = bands.iter().sum::<f32>() * voiced.iter().sum::<f32>();
+        let (bands, band_count) = &self.fit_bands;
+        let used = *band_count as f32 * voiced.iter().sum::<f32>();
         if used == 0.0 {
             return Tensor::zeros([1], &device);
         }
@@ -132,8 +141,7 @@ impl<B: Backend> SpectralLoss<B> {
         };
         let difference = (mel(target).add_scalar(self.floor).log() - mel(harmonic).add_scalar(self.floor).log()).abs();
         let frames = voiced.len();
-        let mask = Tensor::<B, 2>::from_data(TensorData::new(voiced.to_vec(), [frames, 1]), &device)
-            * Tensor::<B, 2>::from_data(TensorData::new(bands, [1, mels]), &device);
+        let mask = Tensor::<B, 2>::from_data(TensorData::new(voiced.to_vec(), [frames, 1]), &device) * bands.clone();
         (difference * mask).sum().div_scalar(f64::from(used))
     }
 }
@@ -149,12 +157,6 @@ pub(crate) fn complex_spectrum<B: Backend>(signal: Tensor<B, 2>, basis: &Tensor<
     let frames = len / hop - 3;
     let framed = Tensor::cat((0..4).map(|j| blocks.clone().narrow(1, j, frames)).collect(), 2);
     framed.reshape([batch * frames, n_fft]).matmul(basis.clone())
-}
-
-/// The mel filterbank of [`mel_filterbank`] as a tensor, `[bins, mels]`.
-fn mel_filters<B: Backend>(n_fft: usize, sample_rate: u32, mels: usize, device: &B::Device) -> Tensor<B, 2> {
-    let filters = mel_filterbank(n_fft, sample_rate, mels);
-    Tensor::from_data(TensorData::new(filters, [spectrum_bins(n_fft), mels]), device)
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use serde::Serialize;
 use tokenwave_core::model::{Model, ModelConfig, weights};
 use tokenwave_core::{Error, Result};
 
-use crate::adversarial::{Critic, Discriminators, JUDGED_SAMPLES, Judge, Spectrograms, ramp};
+use crate::adversarial::{Discriminators, JUDGED_SAMPLES, Spectrograms, ramp};
 use crate::checkpoint::{self, TrainState};
 use crate::data::{Batch, Corpus, Loader};
 use crate::loss::SpectralLoss;
@@ -59,15 +59,14 @@ pub fn train<B: AutodiffBackend>(
         validation_files: validation_corpus.files(),
     });
     let loss = SpectralLoss::<B>::new(config.sample_rate, options.loss_floor, &device);
-    let spectrograms = start.critic.is_some().then(|| Spectrograms::<B>::new(&device));
-    let critic_multiple = spectrograms.as_ref().map_or(1, Spectrograms::length_multiple);
+    let critic_multiple = if start.critic.is_some() { Spectrograms::<B>::length_multiple() } else { 1 };
     let multiple = lcm(lcm(config.hop(), loss.length_multiple()), critic_multiple);
     let crop = options.crop.div_ceil(multiple).max(1) * multiple;
     let validation = Validation::<B::InnerBackend>::new(&validation_corpus, &config, multiple, &device);
     let pitch = config.harmonic_source.is_some().then_some((config.sample_rate, config.hop()));
     let loader =
         Loader::start(Arc::new(train_corpus), start.state.seed, start.state.step, [options.batch, crop], pitch);
-    let mut trainer = Trainer { workers: worker_pools(options.workers)?, loss, spectrograms, crop, device, start };
+    let mut trainer = Trainer { workers: worker_pools(options.workers)?, loss, crop, device, start };
     let mut metrics = Metrics::open(out)?;
     let started = Instant::now();
     let (mut last_checkpoint, mut last_log) = (Instant::now(), Instant::now());
@@ -110,8 +109,6 @@ struct Trainer<B: AutodiffBackend> {
     start: Start<B>,
     workers: Vec<rayon::ThreadPool>,
     loss: SpectralLoss<B>,
-    /// The spectrogram discriminators' analysis, in adversarial runs.
-    spectrograms: Option<Spectrograms<B>>,
     crop: usize,
     device: B::Device,
 }
@@ -135,14 +132,9 @@ impl<B: AutodiffBackend> Trainer<B> {
         ema.initialise_from(model, &batch.samples, [options.batch, self.crop], config, &self.device, &mut rng);
         let shape =
             Shape { crops: options.batch, crop: self.crop, stages, log, harmonic_fit: harmonic_fit_weight(step) };
-        let judge = critic.as_ref().zip(self.spectrograms.as_ref()).map(|(critic, spectrograms)| {
+        let judge = critic.as_ref().map(|critic| {
             let judged = JUDGED_SAMPLES.min(self.crop);
-            Judge {
-                discriminators: &critic.discriminators,
-                spectrograms,
-                ramp: ramp(step),
-                stretch: (rng.random_range(0..=self.crop - judged), judged),
-            }
+            critic.judge(ramp(step), (rng.random_range(0..=self.crop - judged), judged))
         });
         let shards = run_shards(model, judge, &self.workers, &self.loss, batch, shape, &self.device);
         let mut accumulator = GradientsAccumulator::<Model<B>>::new();
@@ -167,12 +159,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             ema.update(stage, codes, residuals, step, state.seed);
         }
         self.start.model = self.start.optimizer.step(lr, self.start.model, grads);
-        if let Some(critic) = self.start.critic.take() {
-            let discriminators = critic.discriminators;
-            let mut optimizer = critic.optimizer;
-            let discriminators = optimizer.step(lr, discriminators, critic_accumulator.grads());
-            self.start.critic = Some(Critic { discriminators, optimizer });
-        }
+        self.start.critic = self.start.critic.take().map(|critic| critic.step(lr, critic_accumulator.grads()));
         self.start.ema.apply_to(&mut self.start.model, &self.device);
         (self, figures.map(|f| (f, stages, lr)))
     }
