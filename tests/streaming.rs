@@ -57,9 +57,7 @@ fn streaming_matches_offline_on_real_speech() {
         audio.extend(decoder.push(&streamed.slice_frames(frame, count)).unwrap());
         frame += count;
     }
-    assert_eq!(audio.len(), offline_audio.len());
-    let worst = audio.iter().zip(&offline_audio).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-    assert!(worst <= 1e-4, "streamed samples differ from offline by {worst}");
+    assert_streams_like(&audio, &offline_audio);
 }
 
 #[test]
@@ -89,22 +87,36 @@ fn the_low_band_streams_like_the_whole_signal_and_ends_where_the_input_ends() {
     assert_eq!(offline_audio.len(), samples.len().div_ceil(320) * 320);
 
     let hybrid = FrameLayout { stages: 3, low_band: Some(layer), pitch: false };
-    let mut encoder = codec.stream_encoder(hybrid).unwrap();
-    let mut streamed = Codes::empty(7);
-    for piece in samples.chunks(777) {
+    let streamed = stream_encode(&codec, hybrid, &samples, 777);
+    assert_eq!(streamed, offline_codes, "streaming must give identical codes");
+    assert_streams_like(&stream_decode(&codec, hybrid, &streamed, 3), &offline_audio);
+}
+
+/// `samples` through a stream encoder of `layout` in pieces of `piece` samples, flushed.
+fn stream_encode(codec: &Codec<CpuBackend>, layout: FrameLayout, samples: &[f32], piece: usize) -> Codes {
+    let mut encoder = codec.stream_encoder(layout).unwrap();
+    let mut streamed = Codes::empty(layout.codes_per_frame());
+    for piece in samples.chunks(piece) {
         streamed.extend(&encoder.push(piece).unwrap()).unwrap();
     }
     streamed.extend(&encoder.flush()).unwrap();
-    assert_eq!(streamed, offline_codes, "streaming must give identical codes");
+    streamed
+}
 
-    let mut decoder = codec.stream_decoder(hybrid).unwrap();
+/// `codes` through a stream decoder of `layout`, `frames` frames at a time.
+fn stream_decode(codec: &Codec<CpuBackend>, layout: FrameLayout, codes: &Codes, frames: usize) -> Vec<f32> {
+    let mut decoder = codec.stream_decoder(layout).unwrap();
     let mut audio = Vec::new();
-    for start in (0..streamed.frames()).step_by(3) {
-        let count = 3.min(streamed.frames() - start);
-        audio.extend(decoder.push(&streamed.slice_frames(start, count)).unwrap());
+    for start in (0..codes.frames()).step_by(frames) {
+        audio.extend(decoder.push(&codes.slice_frames(start, frames.min(codes.frames() - start))).unwrap());
     }
-    assert_eq!(audio.len(), offline_audio.len());
-    let worst = audio.iter().zip(&offline_audio).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    audio
+}
+
+/// Streamed audio has the whole decode's length and samples within 1e-4 of it.
+fn assert_streams_like(audio: &[f32], offline: &[f32]) {
+    assert_eq!(audio.len(), offline.len());
+    let worst = audio.iter().zip(offline).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     assert!(worst <= 1e-4, "streamed samples differ from offline by {worst}");
 }
 
@@ -258,23 +270,14 @@ fn pitch_travels_with_the_codes_and_streams_like_the_whole_signal() {
     let voiced = sent.iter().filter(|&&p| p > 0).count();
     assert!(voiced > whole.frames() / 4, "speech is voiced in {voiced} of {} frames", whole.frames());
 
-    let mut encoder = codec.stream_encoder(layout).unwrap();
-    let mut streamed = Codes::empty(3);
-    for piece in samples.chunks(1234) {
-        streamed.extend(&encoder.push(piece).unwrap()).unwrap();
-    }
-    streamed.extend(&encoder.flush()).unwrap();
-    assert_eq!(streamed, whole, "streaming must give identical codes, pitch included");
+    assert_eq!(
+        stream_encode(&codec, layout, &samples, 1234),
+        whole,
+        "streaming must give identical codes, pitch included"
+    );
 
     let offline = codec.decode(&whole, layout).unwrap();
-    let mut decoder = codec.stream_decoder(layout).unwrap();
-    let mut audio = Vec::new();
-    for start in (0..whole.frames()).step_by(7) {
-        audio.extend(decoder.push(&whole.slice_frames(start, 7.min(whole.frames() - start))).unwrap());
-    }
-    assert_eq!(audio.len(), offline.len());
-    let worst = audio.iter().zip(&offline).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-    assert!(worst <= 1e-4, "streamed samples differ from offline by {worst}");
+    assert_streams_like(&stream_decode(&codec, layout, &whole, 7), &offline);
 
     // Without the pitch row the same model still decodes, as if every frame were unvoiced.
     let neural: Vec<u16> = whole.as_frame_major().chunks_exact(3).flat_map(|f| f[..2].to_vec()).collect();

@@ -194,20 +194,25 @@ mod tests {
         }
     }
 
+    /// `input` `[2, frames, _]` decoded whole, and decoded in pieces of `sizes` frames.
+    fn whole_and_pieces(decoder: &Decoder<Flex>, input: Tensor<Flex, 3>, sizes: &[usize]) -> (Vec<f32>, Vec<f32>) {
+        let device = Default::default();
+        let whole = decoder.step(input.clone(), &mut decoder.init_state(2, &device)).into_data().into_vec().unwrap();
+        let mut state = decoder.init_state(2, &device);
+        let (mut pieces, mut start) = (Vec::new(), 0);
+        for &frames in sizes {
+            pieces.push(decoder.step(input.clone().narrow(1, start, frames), &mut state));
+            start += frames;
+        }
+        (whole, Tensor::cat(pieces, 1).into_data().into_vec().unwrap())
+    }
+
     #[test]
     fn pieces_decode_like_the_whole_signal() {
         let device = Default::default();
         let decoder = Decoder::<Flex>::new(&tiny_config(), &device);
         let latents = Tensor::<Flex, 3>::random([2, 9, 8], Distribution::Normal(0.0, 1.0), &device);
-        let whole: Vec<f32> =
-            decoder.step(latents.clone(), &mut decoder.init_state(2, &device)).into_data().into_vec().unwrap();
-        let mut state = decoder.init_state(2, &device);
-        let (mut pieces, mut start) = (Vec::new(), 0);
-        for frames in [1, 3, 2, 3] {
-            pieces.push(decoder.step(latents.clone().narrow(1, start, frames), &mut state));
-            start += frames;
-        }
-        let pieces: Vec<f32> = Tensor::cat(pieces, 1).into_data().into_vec().unwrap();
+        let (whole, pieces) = whole_and_pieces(&decoder, latents, &[1, 3, 2, 3]);
         assert_eq!(whole.len(), pieces.len());
         let worst = whole.iter().zip(&pieces).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         let scale = whole.iter().map(|v| v.abs()).fold(0f32, f32::max);
@@ -223,15 +228,7 @@ mod tests {
         let f0: Vec<f32> = (0..18).map(|i| if i % 4 == 1 { 0.0 } else { 100.0 + 7.0 * i as f32 }).collect();
         let f0 = Tensor::<Flex, 3>::from_data(TensorData::new(f0, [2, 9, 1]), &device);
         let input = Tensor::cat(vec![latents, f0], 2);
-        let whole: Vec<f32> =
-            decoder.step(input.clone(), &mut decoder.init_state(2, &device)).into_data().into_vec().unwrap();
-        let mut state = decoder.init_state(2, &device);
-        let (mut pieces, mut start) = (Vec::new(), 0);
-        for frames in [2, 1, 4, 2] {
-            pieces.push(decoder.step(input.clone().narrow(1, start, frames), &mut state));
-            start += frames;
-        }
-        let pieces: Vec<f32> = Tensor::cat(pieces, 1).into_data().into_vec().unwrap();
+        let (whole, pieces) = whole_and_pieces(&decoder, input, &[2, 1, 4, 2]);
         let worst = whole.iter().zip(&pieces).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(worst <= 1e-5, "streamed samples differ by {worst}");
     }
